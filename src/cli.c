@@ -1,0 +1,1 @@
+/* cli.c - placeholder, filled in by its module's work. */

@@ -1,0 +1,1 @@
+/* config.c - placeholder, filled in by its module's work. */

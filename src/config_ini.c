@@ -1,0 +1,1 @@
+/* config_ini.c - placeholder, filled in by its module's work. */

@@ -1,0 +1,1 @@
+/* imap_utf7.c - placeholder, filled in by its module's work. */

@@ -1,0 +1,1 @@
+/* log.c - placeholder, filled in by its module's work. */

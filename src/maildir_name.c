@@ -1,0 +1,1 @@
+/* maildir_name.c - placeholder, filled in by its module's work. */

@@ -1,0 +1,1 @@
+/* status.c - placeholder, filled in by its module's work. */
