@@ -1,0 +1,1 @@
+/* imap_conn.c - placeholder, filled in by its module's work. */

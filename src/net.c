@@ -1,0 +1,1 @@
+/* net.c - placeholder, filled in by its module's work. */

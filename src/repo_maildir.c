@@ -1,0 +1,1 @@
+/* repo_maildir.c - placeholder, filled in by its module's work. */

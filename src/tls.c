@@ -1,0 +1,1 @@
+/* tls.c - placeholder, filled in by its module's work. */
