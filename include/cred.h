@@ -1,8 +1,8 @@
 /* cred.h - where a repository's user name and password come from.
  *
  * offlineimap's lookup order, minus what needs Python or a keyring:
- *   remotepass, remotepassfile (first line), remotepasscmd (oimap: first
- *   line a shell command prints; it stands in for remotepasseval),
+ *   remotepasscmd (oimap: the first line a shell command prints; it stands
+ *   in for remotepasseval), remotepass, remotepassfile (first line),
  *   ~/.netrc, /etc/netrc.
  * The user name comes from remoteuser, else the netrc entry for the host.
  * Every password found is registered with log_add_secret() before it is

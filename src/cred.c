@@ -219,19 +219,21 @@ int cred_lookup(const struct config_repo *repo, const char *host, char **user_r,
     char *pass = NULL;
     int r;
 
-    if (repo->remotepass) {
+    /* offlineimap's order: remotepasseval (for which remotepasscmd stands
+     * in), remotepass, remotepassfile, then the netrc files. */
+    if (repo->remotepasscmd) {
+        if ((r = cred_run_command(repo->remotepasscmd, &pass)) < 0) {
+            log_error("[Repository %s] remotepasscmd: the command %s", repo->name,
+                      r == -ENODATA ? "printed no password" : "failed");
+            free(user);
+            return OIMAP_ECONFIG;
+        }
+    } else if (repo->remotepass) {
         pass = strdup(repo->remotepass);
     } else if (repo->remotepassfile) {
         if ((r = read_file_first_line(repo->remotepassfile, &pass)) < 0) {
             log_error("[Repository %s] remotepassfile: cannot read %s: %s", repo->name,
                       repo->remotepassfile, err_str(r));
-            free(user);
-            return OIMAP_ECONFIG;
-        }
-    } else if (repo->remotepasscmd) {
-        if ((r = cred_run_command(repo->remotepasscmd, &pass)) < 0) {
-            log_error("[Repository %s] remotepasscmd: the command %s", repo->name,
-                      r == -ENODATA ? "printed no password" : "failed");
             free(user);
             return OIMAP_ECONFIG;
         }
