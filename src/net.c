@@ -1,1 +1,903 @@
-/* net.c - placeholder, filled in by its module's work. */
+/* net.c - DNS, TCP, timeouts and the TLS layer of a stream; see include/net.h.
+ *
+ * One struct net_stream per connection.  Its uv handles (a timer, an idle
+ * handle for deferred callbacks, one TCP handle per connect attempt) each
+ * hold a reference on the stream, as does the user until net_close(); the
+ * memory goes when the last reference does, always from a uv_close callback.
+ *
+ * Deferred work: errors are recorded by fail() and reported from the idle
+ * handle, so no callback ever runs inside the net_* call that caused it and
+ * no code path has to survive a callback freeing the stream under it.
+ */
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+#include "tls.h"
+
+#define DEFAULT_MAX_INPUT (1u << 20)
+#define DEFAULT_MAX_OUTPUT (16u << 20)
+#define DEFAULT_KEEPALIVE 60
+#define INPUT_MIN_READ (16 * 1024) /* room offered to each uv read */
+
+enum net_state {
+    ST_RESOLVING,
+    ST_CONNECTING,
+    ST_HANDSHAKE, /* TLS handshake: implicit (before on_connect) or STARTTLS */
+    ST_OPEN,
+    ST_FAILED,    /* on_error is (or was) due; waiting for net_close */
+    ST_CLOSING,
+};
+
+struct gai {
+    uv_getaddrinfo_t req;
+    struct net_stream *s; /* NULL once the stream was closed: orphaned */
+};
+
+/* One connect attempt; becomes the connection when it succeeds. */
+struct attempt {
+    uv_tcp_t tcp;
+    uv_connect_t req;
+    struct net_stream *s;
+};
+
+struct wbuf {
+    char *p;
+    size_t len, cap;
+};
+
+struct net_stream {
+    uv_loop_t *loop;
+    enum net_state state;
+    struct net_callbacks cb;
+    void *arg;
+    struct net_opts opts;
+    char *host;
+    unsigned port;
+    char peer[300];
+    char addr[INET6_ADDRSTRLEN];
+    int refs;
+
+    uv_timer_t timer;
+    uv_idle_t idle;
+    struct gai *gai;
+    struct addrinfo *ai_list, *ai_cur;
+    struct attempt *conn;
+    int attempts;
+    char tried[400];
+    int last_err;
+    char last_reason[100];
+
+    /* clear-text input, data at in[in_off .. in_off+in_len) */
+    char *in;
+    size_t in_off, in_len, in_cap;
+    bool fresh;       /* bytes arrived since the last offer */
+    bool paused, reading, expect, eof_seen, eof_pending;
+    uint64_t read_since, write_since, phase_since;
+
+    /* output: wq collects, wfly is being written by uv_write */
+    struct wbuf wq, wfly;
+    size_t wfly_off;
+    uv_write_t wreq;
+    bool writing;
+
+    /* TLS */
+    struct tls_session *tls;
+    struct tls_config *implicit_tls;
+    bool tls_up, tls_eof;
+    void (*on_tls)(struct net_stream *s, void *arg);
+
+    /* errors and closing */
+    bool err_pending, pump_pending, user_closed;
+    int err_code;
+    char err_msg[1024];
+    void (*on_closed)(void *arg);
+};
+
+static void pump(struct net_stream *s);
+static void try_next(struct net_stream *s);
+static void update_reading(struct net_stream *s);
+static void flush(struct net_stream *s);
+
+/* ---- references, deferred work, failure ---------------------------------- */
+
+static void unref(struct net_stream *s)
+{
+    if (--s->refs > 0)
+        return;
+    void (*cb)(void *) = s->on_closed;
+    void *arg = s->arg;
+    if (s->ai_list)
+        uv_freeaddrinfo(s->ai_list);
+    tls_session_free(&s->tls);
+    tls_config_free(&s->implicit_tls);
+    free(s->in);
+    free(s->wq.p);
+    free(s->wfly.p);
+    free(s->host);
+    free(s);
+    if (cb)
+        cb(arg);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    unref(h->data);
+}
+
+static void on_attempt_closed(uv_handle_t *h)
+{
+    struct attempt *a = h->data;
+    struct net_stream *s = a->s;
+    free(a);
+    unref(s);
+}
+
+static void close_attempt(struct net_stream *s, struct attempt *a)
+{
+    if (s->conn == a) {
+        s->conn = NULL;
+        s->reading = false;
+    }
+    uv_close((uv_handle_t *)&a->tcp, on_attempt_closed);
+}
+
+static void on_idle(uv_idle_t *h);
+
+static void defer(struct net_stream *s)
+{
+    uv_idle_start(&s->idle, on_idle);
+}
+
+/* Record the failure; on_error follows from the idle handle.  Only the first
+ * failure counts. */
+static void fail(struct net_stream *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(struct net_stream *s, int code, const char *fmt, ...)
+{
+    if (s->state == ST_FAILED || s->state == ST_CLOSING)
+        return;
+    s->state = ST_FAILED;
+    s->err_code = code;
+    int n = snprintf(s->err_msg, sizeof s->err_msg, "%s: ", s->peer);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err_msg + n, sizeof s->err_msg - (size_t)n, fmt, ap);
+    va_end(ap);
+    uv_timer_stop(&s->timer);
+    update_reading(s);
+    s->err_pending = true;
+    LOG_DEBUG(LOGC_IMAP, "net: %s (%s)", s->err_msg, err_str(code));
+    defer(s);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    struct net_stream *s = h->data;
+    uv_idle_stop(&s->idle);
+    if (s->user_closed)
+        return;
+    if (s->err_pending) {
+        s->err_pending = false;
+        s->cb.on_error(s, s->err_code, s->err_msg, s->arg);
+        return;
+    }
+    if (s->pump_pending) {
+        s->pump_pending = false;
+        pump(s);
+    }
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t);
+
+/* One timer serves every clock: it is set to the earliest deadline, and
+ * on_timer re-arms it when activity moved that deadline on.  This keeps the
+ * read path free of timer operations. */
+static void arm_timer(struct net_stream *s)
+{
+    uint64_t t = (uint64_t)s->opts.timeout_s * 1000, deadline = UINT64_MAX;
+    if (t == 0)
+        return;
+    switch (s->state) {
+    case ST_RESOLVING:
+    case ST_CONNECTING:
+    case ST_HANDSHAKE:
+        deadline = s->phase_since + t;
+        break;
+    case ST_OPEN:
+        if (s->expect && !s->paused)
+            deadline = s->read_since + t;
+        break;
+    default:
+        return;
+    }
+    if (s->writing && s->write_since + t < deadline)
+        deadline = s->write_since + t;
+    if (deadline == UINT64_MAX) {
+        uv_timer_stop(&s->timer);
+        return;
+    }
+    uint64_t now = uv_now(s->loop);
+    uv_timer_start(&s->timer, on_timer, deadline > now ? deadline - now : 0, 0);
+}
+
+static void on_timer(uv_timer_t *tm)
+{
+    struct net_stream *s = tm->data;
+    uint64_t now = uv_now(s->loop), t = (uint64_t)s->opts.timeout_s * 1000;
+    unsigned secs = s->opts.timeout_s;
+    switch (s->state) {
+    case ST_RESOLVING:
+        if (now - s->phase_since >= t) {
+            fail(s, OIMAP_ETIMEOUT, "timed out after %u s resolving the host name", secs);
+            return;
+        }
+        break;
+    case ST_CONNECTING:
+        if (now - s->phase_since >= t) {
+            s->last_err = OIMAP_ETIMEOUT;
+            snprintf(s->last_reason, sizeof s->last_reason, "timed out after %u s connecting",
+                     secs);
+            size_t n = strlen(s->tried);
+            snprintf(s->tried + n, sizeof s->tried - n, "%s%s (timed out)", n ? ", " : "",
+                     s->addr);
+            close_attempt(s, s->conn);
+            s->ai_cur = s->ai_cur->ai_next;
+            try_next(s);
+            return;
+        }
+        break;
+    case ST_HANDSHAKE:
+        if (now - s->phase_since >= t) {
+            fail(s, OIMAP_ETIMEOUT, "timed out after %u s in the TLS handshake", secs);
+            return;
+        }
+        break;
+    case ST_OPEN:
+        if (s->expect && !s->paused && now - s->read_since >= t) {
+            fail(s, OIMAP_ETIMEOUT, "timed out after %u s waiting for data", secs);
+            return;
+        }
+        break;
+    default:
+        return;
+    }
+    if (s->writing && now - s->write_since >= t) {
+        fail(s, OIMAP_ETIMEOUT, "timed out after %u s sending data", secs);
+        return;
+    }
+    arm_timer(s);
+}
+
+/* ---- connecting ---------------------------------------------------------- */
+
+static void start_handshake(struct net_stream *s, struct tls_config *cfg);
+static void hs_progress(struct net_stream *s);
+
+static void became_open(struct net_stream *s)
+{
+    s->state = ST_OPEN;
+    s->read_since = s->write_since = uv_now(s->loop);
+    arm_timer(s);
+    update_reading(s);
+}
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    struct attempt *a = req->data;
+    struct net_stream *s = a->s;
+    if (status == UV_ECANCELED || s->conn != a || s->state != ST_CONNECTING)
+        return; /* a closed or timed-out attempt */
+    if (status < 0) {
+        s->last_err = status;
+        snprintf(s->last_reason, sizeof s->last_reason, "%s", uv_strerror(status));
+        size_t n = strlen(s->tried);
+        snprintf(s->tried + n, sizeof s->tried - n, "%s%s (%s)", n ? ", " : "", s->addr,
+                 uv_strerror(status));
+        close_attempt(s, a);
+        s->ai_cur = s->ai_cur->ai_next;
+        try_next(s);
+        return;
+    }
+    uv_tcp_nodelay(&a->tcp, 1);
+    uv_tcp_keepalive(&a->tcp, 1, s->opts.keepalive_s ? s->opts.keepalive_s : DEFAULT_KEEPALIVE);
+    uv_freeaddrinfo(s->ai_list);
+    s->ai_list = s->ai_cur = NULL;
+    LOG_DEBUG(LOGC_IMAP, "net: %s: connected to %s", s->peer, s->addr);
+    if (s->implicit_tls) {
+        start_handshake(s, s->implicit_tls);
+        return;
+    }
+    became_open(s);
+    s->cb.on_connect(s, s->arg);
+}
+
+static void try_next(struct net_stream *s)
+{
+    for (; s->ai_cur; s->ai_cur = s->ai_cur->ai_next) {
+        struct addrinfo *ai = s->ai_cur;
+        const void *ip = ai->ai_family == AF_INET6
+                             ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
+                             : (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+        if (!inet_ntop(ai->ai_family, ip, s->addr, sizeof s->addr))
+            snprintf(s->addr, sizeof s->addr, "?");
+        struct attempt *a = calloc(1, sizeof *a);
+        if (!a) {
+            fail(s, UV_ENOMEM, "out of memory");
+            return;
+        }
+        a->s = s;
+        a->tcp.data = a;
+        a->req.data = a;
+        int r = uv_tcp_init(s->loop, &a->tcp);
+        if (r < 0) {
+            free(a);
+            fail(s, r, "cannot create a socket: %s", uv_strerror(r));
+            return;
+        }
+        s->refs++;
+        s->attempts++;
+        s->conn = a;
+        r = uv_tcp_connect(&a->req, &a->tcp, ai->ai_addr, on_connected);
+        if (r == 0) {
+            s->state = ST_CONNECTING;
+            s->phase_since = uv_now(s->loop);
+            arm_timer(s);
+            return;
+        }
+        /* e.g. no IPv6 on this host: move on to the next address */
+        s->last_err = r;
+        snprintf(s->last_reason, sizeof s->last_reason, "%s", uv_strerror(r));
+        size_t n = strlen(s->tried);
+        snprintf(s->tried + n, sizeof s->tried - n, "%s%s (%s)", n ? ", " : "", s->addr,
+                 uv_strerror(r));
+        close_attempt(s, a);
+    }
+    if (s->attempts > 1)
+        fail(s, s->last_err, "%s (tried %s)", s->last_reason, s->tried);
+    else
+        fail(s, s->last_err ? s->last_err : UV_EADDRNOTAVAIL, "%s",
+             s->last_reason[0] ? s->last_reason : "no usable address");
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct gai *g = req->data;
+    struct net_stream *s = g->s;
+    free(g);
+    if (!s) { /* the stream was closed meanwhile */
+        if (res)
+            uv_freeaddrinfo(res);
+        return;
+    }
+    s->gai = NULL;
+    if (s->state != ST_RESOLVING) {
+        if (res)
+            uv_freeaddrinfo(res);
+        return;
+    }
+    if (status < 0) {
+        fail(s, status, "cannot resolve the host name: %s", uv_strerror(status));
+        return;
+    }
+    s->ai_list = s->ai_cur = res;
+    try_next(s);
+}
+
+int net_connect(uv_loop_t *loop, const char *host, unsigned port, const struct net_opts *opts,
+                const struct net_callbacks *cbs, void *arg, struct net_stream **s_r)
+{
+    *s_r = NULL;
+    if (!host || !*host || port == 0 || port > 65535 || !cbs || !cbs->on_read ||
+        !cbs->on_error || !cbs->on_connect)
+        return UV_EINVAL;
+    struct net_stream *s = calloc(1, sizeof *s);
+    struct gai *g = calloc(1, sizeof *g);
+    if (!s || !g || !(s->host = strdup(host))) {
+        free(s);
+        free(g);
+        return UV_ENOMEM;
+    }
+    s->loop = loop;
+    s->cb = *cbs;
+    s->arg = arg;
+    if (opts)
+        s->opts = *opts;
+    s->opts.tls = NULL;
+    if (!s->opts.max_input)
+        s->opts.max_input = DEFAULT_MAX_INPUT;
+    if (s->opts.max_input < INPUT_MIN_READ)
+        s->opts.max_input = INPUT_MIN_READ;
+    if (!s->opts.max_output)
+        s->opts.max_output = DEFAULT_MAX_OUTPUT;
+    s->port = port;
+    snprintf(s->peer, sizeof s->peer, strchr(host, ':') ? "[%.255s]:%u" : "%.255s:%u", host,
+             port);
+
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP};
+    hints.ai_family = opts && opts->family == NET_FAMILY_IPV6   ? AF_INET6
+                      : opts && opts->family == NET_FAMILY_IPV4 ? AF_INET
+                                                                : AF_UNSPEC;
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%u", port);
+    g->s = s;
+    g->req.data = g;
+    int r = uv_getaddrinfo(loop, &g->req, on_resolved, host, portstr, &hints);
+    if (r < 0) {
+        free(s->host);
+        free(s);
+        free(g);
+        return r;
+    }
+    s->gai = g;
+    if (opts && opts->tls)
+        s->implicit_tls = tls_config_ref(opts->tls);
+    uv_timer_init(loop, &s->timer);
+    uv_idle_init(loop, &s->idle);
+    s->timer.data = s;
+    s->idle.data = s;
+    s->refs = 3; /* user, timer, idle */
+    s->state = ST_RESOLVING;
+    s->phase_since = uv_now(loop);
+    arm_timer(s);
+    *s_r = s;
+    return 0;
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+/* Make room at the tail of the input buffer: compact, then grow up to
+ * max_input.  Returns the free tail space. */
+static size_t in_reserve(struct net_stream *s, size_t want)
+{
+    if (s->in_len == 0)
+        s->in_off = 0;
+    size_t tail = s->in_cap - s->in_off - s->in_len;
+    if (tail >= want)
+        return tail;
+    if (s->in_off > 0) {
+        memmove(s->in, s->in + s->in_off, s->in_len);
+        s->in_off = 0;
+        tail = s->in_cap - s->in_len;
+        if (tail >= want)
+            return tail;
+    }
+    if (s->in_cap < s->opts.max_input) {
+        size_t cap = s->in_cap ? s->in_cap * 2 : 64 * 1024;
+        while (cap < s->in_len + want && cap < s->opts.max_input)
+            cap *= 2;
+        if (cap > s->opts.max_input)
+            cap = s->opts.max_input;
+        char *p = realloc(s->in, cap);
+        if (p) {
+            s->in = p;
+            s->in_cap = cap;
+        }
+    }
+    return s->in_cap - s->in_off - s->in_len;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct net_stream *s = ((struct attempt *)h->data)->s;
+    size_t space;
+    if (s->tls) {
+        unsigned char *p = tls_session_inbuf(s->tls, &space);
+        *buf = uv_buf_init((char *)p, (unsigned)space);
+        return;
+    }
+    space = in_reserve(s, INPUT_MIN_READ);
+    *buf = uv_buf_init(s->in + s->in_off + s->in_len, (unsigned)(space > 1u << 30 ? 1u << 30
+                                                                                 : space));
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct net_stream *s = ((struct attempt *)st->data)->s;
+    if (n == 0)
+        return;
+    if (s->state != ST_OPEN && s->state != ST_HANDSHAKE)
+        return;
+    if (n == UV_ENOBUFS) {
+        update_reading(s);
+        return;
+    }
+    if (n < 0) {
+        if (n != UV_EOF) {
+            fail(s, (int)n, "%s", uv_strerror((int)n));
+            return;
+        }
+        s->eof_seen = true;
+        update_reading(s);
+        if (s->state == ST_HANDSHAKE) {
+            fail(s, UV_EOF, "connection closed by the server during the TLS handshake");
+            return;
+        }
+        s->eof_pending = true;
+        pump(s);
+        return;
+    }
+    s->read_since = uv_now(s->loop);
+    if (s->tls) {
+        tls_session_inbuf_commit(s->tls, (size_t)n);
+        if (s->state == ST_HANDSHAKE) {
+            hs_progress(s);
+            return;
+        }
+    } else {
+        s->in_len += (size_t)n;
+        s->fresh = true;
+    }
+    pump(s);
+}
+
+static void update_reading(struct net_stream *s)
+{
+    bool want = false;
+    if (s->conn && !s->eof_seen) {
+        if (s->state == ST_HANDSHAKE)
+            want = true;
+        else if (s->state == ST_OPEN && !s->paused) {
+            if (s->tls) {
+                size_t space;
+                tls_session_inbuf(s->tls, &space);
+                want = space > 0;
+            } else {
+                want = s->in_len < s->opts.max_input;
+            }
+        }
+    }
+    if (want == s->reading || !s->conn)
+        return;
+    if (want) {
+        int r = uv_read_start((uv_stream_t *)&s->conn->tcp, on_alloc, on_read);
+        if (r < 0) {
+            fail(s, r, "cannot read: %s", uv_strerror(r));
+            return;
+        }
+    } else {
+        uv_read_stop((uv_stream_t *)&s->conn->tcp);
+    }
+    s->reading = want;
+}
+
+/* Decrypt what can be decrypted and offer the input to the upper layer,
+ * for as long as it makes progress. */
+static void pump(struct net_stream *s)
+{
+    while (s->state == ST_OPEN && !s->paused) {
+        if (s->tls && !s->tls_eof) {
+            for (;;) {
+                size_t space = in_reserve(s, INPUT_MIN_READ);
+                if (space == 0)
+                    break;
+                ssize_t r = tls_session_read(s->tls, s->in + s->in_off + s->in_len, space);
+                if (r > 0) {
+                    s->in_len += (size_t)r;
+                    s->fresh = true;
+                    continue;
+                }
+                if (r == 0)
+                    break;
+                if (r == UV_EOF) {
+                    s->tls_eof = s->eof_pending = true;
+                    break;
+                }
+                fail(s, (int)r, "%s", tls_session_error(s->tls));
+                return;
+            }
+        }
+        if (!s->fresh || s->in_len == 0)
+            break;
+        s->fresh = false;
+        size_t before = s->in_len;
+        s->cb.on_read(s, s->in + s->in_off, s->in_len, s->arg);
+        if (s->state != ST_OPEN || s->paused)
+            return; /* closed, failed, paused, or STARTTLS began */
+        if (s->in_len == before) {
+            if (before >= s->opts.max_input) {
+                fail(s, OIMAP_ETOOBIG,
+                     "more than %zu bytes received without the reader making progress",
+                     s->opts.max_input);
+                return;
+            }
+            break; /* the reader waits for more */
+        }
+        /* Progress: offer the rest again (a reader may take one response
+         * per call); with TLS, also decrypt what the space freed allows. */
+        s->fresh = s->in_len > 0;
+    }
+    if (s->state != ST_OPEN)
+        return;
+    if (s->eof_pending && !s->paused) {
+        fail(s, UV_EOF, "connection closed by the server%s",
+             s->tls && !s->tls_eof ? " (without TLS close_notify)" : "");
+        return;
+    }
+    update_reading(s);
+}
+
+void net_consume(struct net_stream *s, size_t n)
+{
+    if (n > s->in_len)
+        n = s->in_len;
+    s->in_off += n;
+    s->in_len -= n;
+    if (s->in_len == 0)
+        s->in_off = 0;
+}
+
+size_t net_input_buffered(const struct net_stream *s)
+{
+    return s->in_len;
+}
+
+void net_pause(struct net_stream *s)
+{
+    if (s->paused)
+        return;
+    s->paused = true;
+    update_reading(s);
+    arm_timer(s);
+}
+
+void net_resume(struct net_stream *s)
+{
+    if (!s->paused)
+        return;
+    s->paused = false;
+    s->read_since = uv_now(s->loop);
+    if (s->state != ST_OPEN)
+        return;
+    arm_timer(s);
+    /* Offer what is buffered again, from the loop, never from here. */
+    if (s->in_len > 0 || s->eof_pending || (s->tls && tls_session_inbuf_len(s->tls) > 0) ||
+        (s->tls && tls_session_pending(s->tls))) {
+        s->fresh = true;
+        s->pump_pending = true;
+        defer(s);
+    }
+    update_reading(s);
+}
+
+void net_expect_data(struct net_stream *s, bool on)
+{
+    if (on && !s->expect)
+        s->read_since = uv_now(s->loop);
+    s->expect = on;
+    arm_timer(s);
+}
+
+/* ---- writing --------------------------------------------------------------- */
+
+static int wbuf_append(struct wbuf *b, const void *p, size_t len)
+{
+    if (b->len + len > b->cap) {
+        size_t cap = b->cap ? b->cap : 16 * 1024;
+        while (cap < b->len + len)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np)
+            return UV_ENOMEM;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, len);
+    b->len += len;
+    return 0;
+}
+
+/* The TLS layer's way out, and the plain path's. */
+static int queue_raw(void *arg, const unsigned char *p, size_t len)
+{
+    struct net_stream *s = arg;
+    return wbuf_append(&s->wq, p, len);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    struct net_stream *s = req->data;
+    s->writing = false;
+    s->wfly.len = s->wfly_off = 0;
+    if (s->wfly.cap > 1024 * 1024) { /* give a bulk upload's buffer back */
+        free(s->wfly.p);
+        s->wfly.p = NULL;
+        s->wfly.cap = 0;
+    }
+    if (status == UV_ECANCELED || s->state == ST_FAILED || s->state == ST_CLOSING)
+        return;
+    if (status < 0) {
+        fail(s, status, "sending failed: %s", uv_strerror(status));
+        return;
+    }
+    s->write_since = uv_now(s->loop);
+    if (s->wq.len > 0) {
+        flush(s);
+        return;
+    }
+    arm_timer(s);
+    if (s->cb.on_drain && (s->state == ST_OPEN))
+        s->cb.on_drain(s, s->arg);
+}
+
+static void flush(struct net_stream *s)
+{
+    if (s->writing || s->wq.len == 0 || !s->conn ||
+        (s->state != ST_OPEN && s->state != ST_HANDSHAKE))
+        return;
+    uv_buf_t b = uv_buf_init(s->wq.p, (unsigned)s->wq.len);
+    int n = uv_try_write((uv_stream_t *)&s->conn->tcp, &b, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+        fail(s, n, "sending failed: %s", uv_strerror(n));
+        return;
+    }
+    size_t done = n > 0 ? (size_t)n : 0;
+    if (done == s->wq.len) {
+        s->wq.len = 0;
+        return;
+    }
+    /* The rest goes through uv_write; wq becomes the in-flight buffer and
+     * new writes collect in the other one. */
+    struct wbuf t = s->wfly;
+    s->wfly = s->wq;
+    s->wq = t;
+    s->wq.len = 0;
+    s->wfly_off = done;
+    b = uv_buf_init(s->wfly.p + done, (unsigned)(s->wfly.len - done));
+    s->wreq.data = s;
+    int r = uv_write(&s->wreq, (uv_stream_t *)&s->conn->tcp, &b, 1, on_written);
+    if (r < 0) {
+        fail(s, r, "sending failed: %s", uv_strerror(r));
+        return;
+    }
+    s->writing = true;
+    s->write_since = uv_now(s->loop);
+    arm_timer(s);
+}
+
+int net_write(struct net_stream *s, const void *data, size_t len)
+{
+    if (s->state == ST_HANDSHAKE)
+        return UV_EBUSY;
+    if (s->state != ST_OPEN)
+        return UV_ENOTCONN;
+    if (net_write_queued(s) + len > s->opts.max_output)
+        return UV_ENOBUFS;
+    int r = s->tls ? tls_session_write(s->tls, data, len) : wbuf_append(&s->wq, data, len);
+    if (r < 0) {
+        if (r == OIMAP_ETLS)
+            fail(s, r, "%s", tls_session_error(s->tls));
+        return r;
+    }
+    flush(s);
+    return 0;
+}
+
+size_t net_write_queued(const struct net_stream *s)
+{
+    return s->wq.len + (s->writing ? s->wfly.len - s->wfly_off : 0);
+}
+
+/* ---- TLS ------------------------------------------------------------------ */
+
+static void hs_progress(struct net_stream *s)
+{
+    int r = tls_session_handshake(s->tls);
+    flush(s);
+    if (s->state != ST_HANDSHAKE)
+        return;
+    if (r == TLS_AGAIN) {
+        update_reading(s);
+        return;
+    }
+    if (r < 0) {
+        fail(s, r == OIMAP_ECERT ? OIMAP_ECERT : r, "%s", tls_session_error(s->tls));
+        return;
+    }
+    s->tls_up = true;
+    LOG_DEBUG(LOGC_IMAP, "net: %s: %s", s->peer, tls_session_info(s->tls));
+    became_open(s);
+    if (s->on_tls) {
+        void (*cb)(struct net_stream *, void *) = s->on_tls;
+        s->on_tls = NULL;
+        cb(s, s->arg);
+    } else {
+        s->cb.on_connect(s, s->arg);
+    }
+    if (s->state == ST_OPEN)
+        pump(s); /* records that came with the last handshake flight */
+}
+
+static void start_handshake(struct net_stream *s, struct tls_config *cfg)
+{
+    int r = tls_session_new(cfg, s->host, queue_raw, s, &s->tls);
+    if (r < 0) {
+        fail(s, r, "cannot set up TLS: %s", err_str(r));
+        return;
+    }
+    s->state = ST_HANDSHAKE;
+    s->phase_since = uv_now(s->loop);
+    arm_timer(s);
+    hs_progress(s);
+}
+
+int net_start_tls(struct net_stream *s, struct tls_config *cfg,
+                  void (*on_tls)(struct net_stream *s, void *arg))
+{
+    if (s->tls)
+        return UV_EINVAL;
+    if (s->state != ST_OPEN || !s->conn)
+        return UV_ENOTCONN;
+    if (!cfg || !on_tls)
+        return UV_EINVAL;
+    /* Everything not consumed arrived before the handshake: drop it. */
+    size_t dropped = s->in_len;
+    s->in_len = s->in_off = 0;
+    s->fresh = false;
+    if (dropped)
+        LOG_DEBUG(LOGC_IMAP, "net: %s: discarded %zu bytes received before STARTTLS", s->peer,
+                  dropped);
+    s->on_tls = on_tls;
+    start_handshake(s, cfg);
+    return dropped > (size_t)INT32_MAX ? INT32_MAX : (int)dropped;
+}
+
+/* ---- closing and accessors ------------------------------------------------ */
+
+void net_close(struct net_stream *s, void (*on_closed)(void *arg))
+{
+    if (!s || s->user_closed)
+        return;
+    s->user_closed = true;
+    s->on_closed = on_closed;
+    if (s->gai) {
+        s->gai->s = NULL; /* it frees itself when it completes */
+        uv_cancel((uv_req_t *)&s->gai->req);
+        s->gai = NULL;
+    }
+    if (s->state == ST_OPEN && s->tls_up && s->conn && !s->writing &&
+        tls_session_close_notify(s->tls) == 0 && s->wq.len > 0) {
+        uv_buf_t b = uv_buf_init(s->wq.p, (unsigned)s->wq.len);
+        (void)uv_try_write((uv_stream_t *)&s->conn->tcp, &b, 1); /* best effort */
+    }
+    s->state = ST_CLOSING;
+    if (s->conn)
+        close_attempt(s, s->conn);
+    uv_close((uv_handle_t *)&s->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&s->idle, on_handle_closed);
+    unref(s);
+}
+
+const char *net_peer(const struct net_stream *s)
+{
+    return s->peer;
+}
+
+const char *net_peer_addr(const struct net_stream *s)
+{
+    return s->state == ST_RESOLVING ? "" : s->addr;
+}
+
+const char *net_error_msg(const struct net_stream *s)
+{
+    return s->state == ST_FAILED ? s->err_msg : NULL;
+}
+
+bool net_is_tls(const struct net_stream *s)
+{
+    return s->tls_up;
+}
+
+const char *net_tls_info(const struct net_stream *s)
+{
+    return s->tls_up ? tls_session_info(s->tls) : NULL;
+}

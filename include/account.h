@@ -1,0 +1,43 @@
+/* account.h - run the sync of every selected account: the top of the engine.
+ *
+ * For each account of cfg (at most [general] maxsyncaccounts at once, one
+ * with -1), on the one loop:
+ *   - run presynchook;
+ *   - open the status store (this takes the account lock: a second oimap on
+ *     the same account stops here with "account is locked");
+ *   - connect to the remote repository (imap_conn), list its folders; list
+ *     the local Maildir's folders;
+ *   - decide the folder pairs: remote names translated (server delimiter ->
+ *     local sep), nametrans/folderfilter/folderincludes in the simple forms
+ *     oimap evaluates, -f overriding folderfilter as offlineimap does; create
+ *     missing folders on either side where createfolders allows;
+ *   - sync the pairs with sync_folder(), over up to maxconnections
+ *     connections to the server (one with -1);
+ *   - run postsynchook; print the account's summary.
+ * A failed folder does not stop the others; a failed account does not stop
+ * the other accounts.
+ */
+#ifndef OIMAP_ACCOUNT_H
+#define OIMAP_ACCOUNT_H
+
+#include <stdbool.h>
+
+#include <uv.h>
+
+struct config;
+
+struct account_run_opts {
+    bool dry_run;           /* --dry-run: plan and print, change nothing anywhere */
+    bool quick;             /* -q */
+    bool single;            /* -1: one account and one connection at a time */
+    bool allow_mass_delete; /* let the mass-deletion guard's held deletions through */
+    const char *folders;    /* -f: comma-separated remote folder names, or NULL */
+};
+
+/* Run every selected account once.  Returns 0 when every account and folder
+ * synced, 1 when something failed (each failure was logged with its account
+ * and folder), or a negative code for a failure before any account started. */
+int account_run_all(uv_loop_t *loop, const struct config *cfg,
+                    const struct account_run_opts *opts);
+
+#endif

@@ -1,0 +1,87 @@
+/* sync.h - synchronise one folder pair: the executor of a plan.
+ *
+ * The account runner (account.c) connects, lists folders, opens the status
+ * store and hands one folder pair at a time to sync_folder(), on one of its
+ * IMAP connections.  sync_folder() then, on the loop, without blocking:
+ *
+ *   1. SELECTs the remote folder (EXAMINE when the far side is readonly or in
+ *      --dry-run) with CONDSTORE/QRESYNC when the server offers them, opens
+ *      (or creates) the Maildir folder, and loads the folder's status records
+ *      and open intents;
+ *   2. lists both sides: UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)
+ *      (or CHANGEDSINCE when nothing but flags can have changed), and a
+ *      readdir of the Maildir;
+ *   3. calls plan_make() (plan.h), resolving open intents first;
+ *   4. in --dry-run, reports the plan and stops (nothing written anywhere,
+ *      the status store included);
+ *   5. otherwise executes it in plan.h's order ("Executing a plan"), in
+ *      batches: downloads are pipelined UID FETCHes streamed into Maildir
+ *      writers and made durable per batch (one fsync barrier, then one status
+ *      commit); uploads are APPENDs (MULTIAPPEND when offered) carrying an
+ *      X-OIMAP-TUID marker, with the intent committed before and the pairing
+ *      after; flag changes are grouped UID STOREs and Maildir renames;
+ *      deletions are STORE \Deleted + UID EXPUNGE and unlinks;
+ *   6. reports a summary (struct sync_result) through the callback.
+ *
+ * The crash-safety argument is plan.h's; sync.c keeps the order of effects
+ * and commits that argument relies on (see the comments in sync.c).
+ *
+ * Ownership: the job and everything it points to must stay valid until the
+ * callback has run.  The callback is never called from inside sync_folder().
+ * The connection is left SELECTed on the folder (or unselected) and usable
+ * for the next folder; when it failed, result->conn_failed is set and the
+ * runner must not use it again.
+ */
+#ifndef OIMAP_SYNC_H
+#define OIMAP_SYNC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+struct imap_conn;
+struct repo_maildir;
+struct status;
+struct config_account;
+
+struct sync_folder_job {
+    uv_loop_t *loop;
+    const struct config_account *acct; /* options: readonly, sync_deletes, expunge, maxsize... */
+    struct imap_conn *conn;            /* authenticated, not selected on another folder in use */
+    struct repo_maildir *maildir;      /* the account's local repository */
+    struct status *status;             /* the account's status store (readonly in dry-run) */
+
+    const char *remote_name; /* UTF-8, server delimiter */
+    const char *local_name;  /* UTF-8, '/'-delimited name for repo_maildir_open */
+    char remote_delim;       /* the server's hierarchy delimiter */
+
+    bool dry_run;
+    bool quick;             /* -q / quick: skip flag comparison when nothing changed */
+    bool allow_mass_delete; /* the mass-deletion guard is switched off for this run */
+    bool create_local;      /* createfolders on the local side */
+    int64_t min_date;       /* maxage / startdate cut-off, 0 = none */
+    uint64_t max_size;      /* maxsize, 0 = none */
+};
+
+struct sync_result {
+    int status;          /* 0, or the error that stopped this folder */
+    bool conn_failed;    /* the connection is dead: do not reuse it */
+    char error[512];     /* one line for the user when status < 0 */
+
+    /* What was done (or, in dry-run, what would be done). */
+    size_t downloaded, uploaded, paired;
+    size_t flags_far, flags_near;     /* messages whose flags changed on each side */
+    size_t deleted_far, deleted_near; /* messages deleted on each side */
+    size_t held_back;                 /* deletions held by the mass-deletion guard */
+    uint64_t bytes_down, bytes_up;
+};
+
+typedef void (*sync_folder_cb)(const struct sync_result *res, void *arg);
+
+/* Start synchronising job's folder pair.  Returns 0 (then cb runs exactly
+ * once, later) or a negative code (nothing started, cb never runs). */
+int sync_folder(const struct sync_folder_job *job, sync_folder_cb cb, void *arg);
+
+#endif
