@@ -21,8 +21,10 @@
  *     FILE:LINE: what is wrong                     (syntax errors)
  *     -k SECTION:OPTION: what is wrong             (command-line overrides)
  * Options oimap does not implement yet are warned about once ("not
- * implemented yet, ignored"), options offlineimap itself retired get one
- * note, unknown options (typos) a warning.  The text of the last load's
+ * implemented yet, ignored") unless set to their default, options
+ * offlineimap itself retired get one note, unknown options (typos) a
+ * warning.  The support level of each option is a field of the option table
+ * at the top of src/config.c: flip it to SUP_YES when a feature lands.  The text of the last load's
  * diagnostics is also kept for tests: config_diagnostics().
  *
  * Python-expression options (folderfilter, nametrans, *eval, ...) are kept
@@ -79,29 +81,29 @@ enum config_ssl_version {
 };
 
 struct config_general {
-    struct config_list accounts; /* required */
-    char *metadata;              /* ~/.offlineimap, ~ and $VAR expanded */
-    int maxsyncaccounts;         /* 1 */
-    char *ui;                    /* "ttyui"; may be a comma list */
-    bool ignore_readonly;        /* no */
-    char *pythonfile;            /* NULL; expanded */
-    int socktimeout;             /* 0 = none (seconds) */
-    bool fsync;                  /* yes */
-    bool dry_run;                /* no */
-    bool ignore_keyring;         /* no */
-    bool update_keyring;         /* no */
+    struct config_list accounts;      /* required */
+    char *metadata;                   /* ~/.offlineimap, ~ and $VAR expanded */
+    int maxsyncaccounts;              /* 1 */
+    char *ui;                         /* "ttyui"; may be a comma list */
+    bool ignore_readonly;             /* no */
+    char *pythonfile;                 /* NULL; expanded */
+    int socktimeout;                  /* 0 = none (seconds) */
+    bool fsync;                       /* yes */
+    bool dry_run;                     /* no */
+    bool ignore_keyring;              /* no */
+    bool update_keyring;              /* no */
     bool filename_use_mail_timestamp; /* no */
     bool utime_from_header;           /* no */
 };
 
 struct config_mbnames {
-    bool enabled;                   /* no */
-    char *filename;                 /* ~/Mutt/muttrc.mailboxes, expanded */
-    struct config_expr header;      /* "mailboxes " */
-    char *peritem;                  /* +%(accountname)s/%(foldername)s (raw) */
-    struct config_expr sep;         /* " " */
-    struct config_expr footer;      /* "\n" */
-    bool incremental;               /* no */
+    bool enabled;              /* no */
+    char *filename;            /* ~/Mutt/muttrc.mailboxes, expanded */
+    struct config_expr header; /* "mailboxes " */
+    char *peritem;             /* +%(accountname)s/%(foldername)s (raw) */
+    struct config_expr sep;    /* " " */
+    struct config_expr footer; /* "\n" */
+    bool incremental;          /* no */
     struct config_expr folderfilter;
     struct config_expr sort_keyfunc; /* offlineimap's default lambda */
 };
@@ -114,17 +116,17 @@ struct config_repo {
 
     /* every type */
     struct config_expr nametrans, folderfilter, folderincludes, foldersort;
-    bool dynamic_folderfilter; /* no */
-    bool createfolders;        /* yes */
-    bool sync_deletes;         /* yes */
-    bool readonly;             /* no */
-    char *startdate;           /* NULL or YYYY-MM-DD */
+    bool dynamic_folderfilter;        /* no */
+    bool createfolders;               /* yes */
+    bool sync_deletes;                /* yes */
+    bool readonly;                    /* no */
+    char *startdate;                  /* NULL or YYYY-MM-DD */
     bool filename_use_mail_timestamp; /* [general]'s */
 
     /* Maildir, GmailMaildir */
-    char *localfolders; /* required; expanded */
-    char *sep;          /* "." */
-    bool restoreatime;  /* no */
+    char *localfolders;     /* required; expanded */
+    char *sep;              /* "." */
+    bool restoreatime;      /* no */
     bool utime_from_header; /* [general]'s */
     char *customflag[26];   /* customflag_a .. customflag_z, NULL if unset */
 
@@ -141,13 +143,13 @@ struct config_repo {
     char *remotepassfile; /* expanded */
     char *remotepasscmd;  /* oimap: shell command, first output line is the password */
     char *remote_identity;
-    struct config_list auth_mechanisms; /* GSSAPI, XOAUTH2, CRAM-MD5, PLAIN, LOGIN
-                                         * (upper-case; OAUTHBEARER also accepted) */
-    bool ssl;               /* yes */
-    bool starttls;          /* yes */
-    char *sslcacertfile;    /* the system bundle unless set; NULL if none found */
-    bool sslcacertfile_os_default; /* true when sslcacertfile is the system bundle */
-    char *sslclientcert, *sslclientkey; /* expanded */
+    struct config_list auth_mechanisms;  /* GSSAPI, XOAUTH2, CRAM-MD5, PLAIN, LOGIN
+                                          * (upper-case; OAUTHBEARER also accepted) */
+    bool ssl;                            /* yes */
+    bool starttls;                       /* yes */
+    char *sslcacertfile;                 /* the system bundle unless set; NULL if none found */
+    bool sslcacertfile_os_default;       /* true when sslcacertfile is the system bundle */
+    char *sslclientcert, *sslclientkey;  /* expanded */
     struct config_list cert_fingerprint; /* lower-case hex, ':' removed */
     enum config_ssl_version ssl_version; /* UNSET */
     enum config_tls_level tls_level;     /* tls_compat */
@@ -162,13 +164,13 @@ struct config_repo {
     char *reference;        /* "" (offlineimap writes '""'): LIST reference */
     bool decodefoldernames; /* no, retired */
     struct config_expr idlefolders;
-    bool usecompression;         /* no */
-    int maxconnections;          /* 1 */
-    bool singlethreadperfolder;  /* no (no effect in oimap) */
-    bool holdconnectionopen;     /* no */
-    int keepalive;               /* 0 (seconds) */
-    bool expunge;                /* yes */
-    bool subscribedonly;         /* no */
+    bool usecompression;        /* no */
+    int maxconnections;         /* 1 */
+    bool singlethreadperfolder; /* no (no effect in oimap) */
+    bool holdconnectionopen;    /* no */
+    int keepalive;              /* 0 (seconds) */
+    bool expunge;               /* yes */
+    bool subscribedonly;        /* no */
     struct config_expr newmail_hook;
     int retrycount; /* 2 */
     struct config_expr copy_ignore_eval;
@@ -184,19 +186,20 @@ struct config_account {
     struct config_repo *local, *remote; /* point into config->repos */
 
     char *localrepository, *remoterepository; /* required */
-    double autorefresh;  /* 0: minutes between syncs */
-    int quick;           /* 0 */
-    char *presynchook;   /* NULL when unset or empty */
-    char *postsynchook;  /* NULL when unset or empty */
-    int64_t maxsize;     /* -1: unset */
-    char *maxage;        /* NULL, or days (>= 1) or YYYY-MM-DD, validated */
-    bool maildir_windows_compatible; /* no */
-    bool synclabels;                 /* no */
-    char *labelsheader;              /* X-Keywords */
+    double autorefresh;                       /* 0: minutes between syncs */
+    int quick;                                /* 0 */
+    char *presynchook;                        /* NULL when unset or empty */
+    char *postsynchook;                       /* NULL when unset or empty */
+    int64_t maxsize;                          /* -1: unset */
+    char *maxage;                             /* NULL, or days (>= 1) or YYYY-MM-DD, validated */
+    bool maildir_windows_compatible;          /* no */
+    bool synclabels;                          /* no */
+    char *labelsheader;                       /* X-Keywords */
     struct config_list ignorelabels;
     struct config_list filterheaders;
     char *proxy, *authproxy;
     bool utf8foldernames; /* no */
+    bool deletion_guard;  /* oimap: yes; no lets mass deletions through */
 };
 
 struct config_ini; /* the untyped document, see config_ini.c */
@@ -273,7 +276,7 @@ struct config_ini_opt {
     char *value;
     int line;
     bool override;
-    bool seen; /* set by the typing code: known to some table entry */
+    bool seen; /* a [DEFAULT] option already warned about */
 };
 
 struct config_ini_sect {
@@ -314,7 +317,6 @@ int config_ini_interpolate(const struct config_ini *ini, const struct config_ini
                            size_t why_len);
 /* The option name of s visible as name: its own, else [DEFAULT]'s. */
 const struct config_ini_opt *config_ini_lookup(const struct config_ini *ini,
-                                               const struct config_ini_sect *s,
-                                               const char *name);
+                                               const struct config_ini_sect *s, const char *name);
 
 #endif

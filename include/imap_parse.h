@@ -33,6 +33,9 @@
  * Errors.  feed() returns 0, or a negative code: OIMAP_EPROTO (malformed input;
  * imap_parser_error() says what and at which stream offset), OIMAP_ETOOBIG (a
  * limit was crossed), -ENOMEM, or whatever negative value a callback returned.
+ * Errors in a line cut by the end of a buffer may be seen only once the rest
+ * of that line (or the line limit) arrives; otherwise feeding in any split
+ * gives the same callbacks and the same result.
  * After an error the parser is dead: every later feed() returns the same code
  * (the connection is to be dropped).  A callback returning IMAP_PARSE_PAUSE
  * (from on_response only) makes feed() stop right after that response and

@@ -59,8 +59,10 @@
  *   bounded by opts->max_output: a write that would exceed it fails with
  *   UV_ENOBUFS and writes nothing.  The caller applies backpressure with
  *   net_write_queued(): stop producing above a watermark of its choice and
- *   continue in on_drain, which fires when the queue has become empty (every
- *   byte handed to the kernel) after holding bytes.
+ *   continue in on_drain, which fires (from the loop) when a uv_write has
+ *   completed and the queue is empty: every byte handed to the kernel.  Bytes
+ *   that uv_try_write sends at once inside net_write() cause no on_drain, so
+ *   wait for on_drain only after net_write_queued() was non-zero.
  *
  * Timeouts (opts->timeout_s, offlineimap's socktimeout; 0 = none)
  *   - resolving, and each connect attempt (a timed-out attempt moves on to
@@ -152,10 +154,12 @@ void net_expect_data(struct net_stream *s, bool on);
  * ("NO STARTTLS", USENIX Security 2021).  Returns the number of bytes
  * discarded (>= 0; the caller should log it and treat > 0 as an attack) and
  * later calls on_tls(s, arg) once the handshake has succeeded and the
- * certificate is verified, or on_error.  Call it after the tagged OK of
- * STARTTLS has been consumed, typically from inside on_read.  Returns
- * UV_EINVAL if already TLS, UV_ENOTCONN if not connected, or an OIMAP_ETLS
- * code (then nothing was started). */
+ * certificate is verified, or on_error (handshake and certificate failures,
+ * as for implicit TLS).  Call it after the tagged OK of STARTTLS has been
+ * consumed with net_consume(), typically from inside on_read; on_read is not
+ * called again until the handshake is done.  net_write() returns UV_EBUSY
+ * meanwhile.  Returns UV_EINVAL if already TLS (or cfg/on_tls NULL) and
+ * UV_ENOTCONN if not connected; then nothing was started or discarded. */
 int net_start_tls(struct net_stream *s, struct tls_config *cfg,
                   void (*on_tls)(struct net_stream *s, void *arg));
 

@@ -32,7 +32,10 @@
  *
  * R2 Intents first (invariant 3).  An open intent (a copy started by an
  *    interrupted run) is resolved before anything else.  When a resolution
- *    needs the server (the TUID marker must be searched), the plan holds only
+ *    needs the server (the TUID marker must be searched: always for an
+ *    upload without a recorded APPENDUID; for a download to IMAP; a download
+ *    to a Maildir is resolved from the listing, the file is named U=<uid>),
+ *    the plan holds only
  *    lookups; the executor searches (read-only, so --dry-run may do it too),
  *    sets the intents' results and calls plan_make() again.  Resolved:
  *    - the copy exists and its source still exists -> pair them (no transfer;
@@ -56,7 +59,8 @@
  *    copy of that message delivered before the crash: pair-only, no transfer,
  *    base flags = the near file's flags (so the far flags win).  A U= is
  *    trusted when the executor says so (FMD5 matches this folder) and the UID
- *    is below far_uidnext (when known); of several near files with the same
+ *    is below far_uidnext (when known; raised to above every far UID of the
+ *    status, so a stale UIDNEXT never unpairs a file); of several near files with the same
  *    trusted U=, the lowest listing index keeps it, the rest are new mail.
  *
  * R4 Flags: per-flag three-way merge.  With base B (status), far F, near N:
@@ -211,12 +215,12 @@ struct plan_folder_state {
 struct plan_options {
     bool near_is_maildir; /* near UIDs are far UIDs (U=), see above */
     bool far_readonly, near_readonly;
-    bool propagate_far_deletes;  /* far's sync_deletes: far deletions -> near */
-    bool propagate_near_deletes; /* near's sync_deletes: near deletions -> far */
+    bool propagate_far_deletes;     /* far's sync_deletes: far deletions -> near */
+    bool propagate_near_deletes;    /* near's sync_deletes: near deletions -> far */
     bool expunge_far, expunge_near; /* expunge (IMAP); Maildir near always deletes */
     bool quick;
-    uint64_t max_size; /* 0: no limit */
-    int64_t min_date;  /* 0: no limit (maxage / startdate cut-off) */
+    uint64_t max_size;        /* 0: no limit */
+    int64_t min_date;         /* 0: no limit (maxage / startdate cut-off) */
     unsigned guard_empty_min; /* EMPTY rule, default 1 */
     unsigned guard_count;     /* MASS rule: more than this many, default 100 */
     unsigned guard_percent;   /* MASS rule: and more than this % of the folder, 50 */

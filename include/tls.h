@@ -53,12 +53,12 @@
 
 /* The repository options, as strings straight from the config (NULL = unset). */
 struct tls_opts {
-    const char *cafile;        /* sslcacertfile; NULL or "OS-DEFAULT" = system bundle */
-    const char *fingerprints;  /* cert_fingerprint: comma-separated hex, ':' allowed */
-    const char *ssl_version;   /* ssl_version: tls1_2, tls1_3, tls1_1, tls1, ssl23, ssl3 */
-    const char *tls_level;     /* tls_level: tls_compat (default), tls_no_ssl, tls_secure */
-    const char *client_cert;   /* sslclientcert (PEM/DER file) */
-    const char *client_key;    /* sslclientkey (unencrypted key file) */
+    const char *cafile;       /* sslcacertfile; NULL or "OS-DEFAULT" = system bundle */
+    const char *fingerprints; /* cert_fingerprint: comma-separated hex, ':' allowed */
+    const char *ssl_version;  /* ssl_version: tls1_2, tls1_3, tls1_1, tls1, ssl23, ssl3 */
+    const char *tls_level;    /* tls_level: tls_compat (default), tls_no_ssl, tls_secure */
+    const char *client_cert;  /* sslclientcert (PEM/DER file) */
+    const char *client_key;   /* sslclientkey (unencrypted key file) */
 };
 
 struct tls_config;

@@ -79,13 +79,21 @@ struct opt_desc {
 };
 
 #define G(n, t, f, d, s, ...)                                                                      \
-    {K_GENERAL, n, t, offsetof(struct config_general, f), d, NULL, s, 0, __VA_ARGS__}
+    {                                                                                              \
+        K_GENERAL, n, t, offsetof(struct config_general, f), d, NULL, s, 0, __VA_ARGS__            \
+    }
 #define M(n, t, f, d, s, ...)                                                                      \
-    {K_MBNAMES, n, t, offsetof(struct config_mbnames, f), d, NULL, s, 0, __VA_ARGS__}
+    {                                                                                              \
+        K_MBNAMES, n, t, offsetof(struct config_mbnames, f), d, NULL, s, 0, __VA_ARGS__            \
+    }
 #define A(n, t, f, d, s, ...)                                                                      \
-    {K_ACCOUNT, n, t, offsetof(struct config_account, f), d, NULL, s, 0, __VA_ARGS__}
+    {                                                                                              \
+        K_ACCOUNT, n, t, offsetof(struct config_account, f), d, NULL, s, 0, __VA_ARGS__            \
+    }
 #define R(n, t, f, d, dg, s, r, ...)                                                               \
-    {K_REPO, n, t, offsetof(struct config_repo, f), d, dg, s, r, __VA_ARGS__}
+    {                                                                                              \
+        K_REPO, n, t, offsetof(struct config_repo, f), d, dg, s, r, __VA_ARGS__                    \
+    }
 #define NOFIELD 0
 
 static const struct opt_desc opts[] = {
@@ -116,17 +124,18 @@ static const struct opt_desc opts[] = {
 
     A("localrepository", T_STR, localrepository, NULL, SUP_YES, 0, 0, 0),
     A("remoterepository", T_STR, remoterepository, NULL, SUP_YES, 0, 0, 0),
-    A("autorefresh", T_FLOAT, autorefresh, "0", SUP_YES, 0, 0, 0),
+    A("autorefresh", T_FLOAT, autorefresh, "0", SUP_TODO, 0, 0, 0),
     A("quick", T_INT, quick, "0", SUP_YES, 0, -1, 1000000),
     A("presynchook", T_STR, presynchook, NULL, SUP_YES, F_EMPTY_NULL, 0, 0),
     A("postsynchook", T_STR, postsynchook, NULL, SUP_YES, F_EMPTY_NULL, 0, 0),
     A("maxsize", T_INT64, maxsize, NULL, SUP_YES, 0, 0, 0),
     A("maxage", T_MAXAGE, maxage, NULL, SUP_YES, 0, 0, 0),
     A("maildir-windows-compatible", T_BOOL, maildir_windows_compatible, "no", SUP_YES, 0, 0, 0),
+    A("deletion_guard", T_BOOL, deletion_guard, "yes", SUP_YES, 0, 0, 0),
     A("synclabels", T_BOOL, synclabels, "no", SUP_TODO, 0, 0, 0),
     A("labelsheader", T_STR, labelsheader, "X-Keywords", SUP_TODO, 0, 0, 0),
     A("ignorelabels", T_LIST, ignorelabels, NULL, SUP_TODO, 0, 0, 0),
-    A("filterheaders", T_LIST, filterheaders, NULL, SUP_YES, 0, 0, 0),
+    A("filterheaders", T_LIST, filterheaders, NULL, SUP_TODO, 0, 0, 0),
     A("proxy", T_STR, proxy, NULL, SUP_TODO, 0, 0, 0),
     A("authproxy", T_STR, authproxy, NULL, SUP_TODO, 0, 0, 0),
     A("utf8foldernames", T_BOOL, utf8foldernames, "no", SUP_YES, 0, 0, 0),
@@ -148,8 +157,8 @@ static const struct opt_desc opts[] = {
     R("localfolders", T_PATH, localfolders, NULL, NULL, SUP_YES, R_MAILDIR, 0, 0, 0),
     R("sep", T_STR, sep, ".", NULL, SUP_YES, R_MAILDIR, 0, 0, 0),
     R("restoreatime", T_BOOL, restoreatime, "no", NULL, SUP_TODO, R_MAILDIR, 0, 0, 0),
-    R("utime_from_header", T_BOOL, utime_from_header, NULL, NULL, SUP_YES, R_MAILDIR, F_INHERIT,
-      0, 0),
+    R("utime_from_header", T_BOOL, utime_from_header, NULL, NULL, SUP_YES, R_MAILDIR, F_INHERIT, 0,
+      0),
 
     R("remotehost", T_STR, remotehost, NULL, "imap.gmail.com", SUP_YES, R_IMAP, 0, 0, 0),
     R("remotehosteval", T_EXPR, remotehosteval, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
@@ -190,8 +199,8 @@ static const struct opt_desc opts[] = {
       0, 0, 0),
     R("oauth2_refresh_token_eval", T_EXPR, oauth2_refresh_token_eval, NULL, NULL, SUP_TODO, R_IMAP,
       0, 0, 0),
-    R("oauth2_access_token_eval", T_EXPR, oauth2_access_token_eval, NULL, NULL, SUP_TODO, R_IMAP,
-      0, 0, 0),
+    R("oauth2_access_token_eval", T_EXPR, oauth2_access_token_eval, NULL, NULL, SUP_TODO, R_IMAP, 0,
+      0, 0),
     R("preauthtunnel", T_STR, preauthtunnel, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
     R("transporttunnel", T_STR, transporttunnel, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
     R("reference", T_STR, reference, "", NULL, SUP_YES, R_IMAP, 0, 0, 0),
@@ -238,10 +247,8 @@ struct loc {
     const char *for_s; /* the section reading a [DEFAULT] value, else NULL */
 };
 
-__attribute__((format(printf, 4, 5))) static void diag_at(struct ctx *c,
-                                                          enum config_diag_level lvl,
-                                                          const struct loc *l, const char *fmt,
-                                                          ...)
+__attribute__((format(printf, 4, 5))) static void diag_at(struct ctx *c, enum config_diag_level lvl,
+                                                          const struct loc *l, const char *fmt, ...)
 {
     char what[768];
     va_list ap;
@@ -473,12 +480,12 @@ static char *expand_path(const char *v)
 static const char *system_ca_bundle(void)
 {
     static const char *const paths[] = {
-        "/etc/ssl/certs/ca-certificates.crt",               /* Debian, Ubuntu, Arch */
-        "/etc/pki/tls/certs/ca-bundle.crt",                 /* Fedora, RHEL */
-        "/etc/ssl/ca-bundle.pem",                           /* openSUSE */
+        "/etc/ssl/certs/ca-certificates.crt",                /* Debian, Ubuntu, Arch */
+        "/etc/pki/tls/certs/ca-bundle.crt",                  /* Fedora, RHEL */
+        "/etc/ssl/ca-bundle.pem",                            /* openSUSE */
         "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", /* RHEL 7+ */
-        "/etc/ssl/cert.pem",                                /* Alpine, BSDs, macOS */
-        "/usr/local/share/certs/ca-root-nss.crt",           /* FreeBSD */
+        "/etc/ssl/cert.pem",                                 /* Alpine, BSDs, macOS */
+        "/usr/local/share/certs/ca-root-nss.crt",            /* FreeBSD */
     };
     struct stat st;
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
@@ -519,7 +526,8 @@ static int set_value(struct ctx *c, const struct opt_desc *d, void *base, const 
     int i;
 
     switch (d->type) {
-    case T_NONE: return 0;
+    case T_NONE:
+        return 0;
     case T_STR:
         free(*(char **)f);
         *(char **)f = (d->flags & F_EMPTY_NULL) && !*v ? NULL : xstrdup(c, v);
@@ -660,8 +668,8 @@ static int set_value(struct ctx *c, const struct opt_desc *d, void *base, const 
         return 0;
     case T_MAXAGE:
         if (parse_int64(v, &n) ? n < 1 || n > 1000000 : !parse_date(v)) {
-            diag_at(c, CONFIG_DIAG_ERROR, l, "'%s' is neither a number of days nor a YYYY-MM-DD date",
-                    v);
+            diag_at(c, CONFIG_DIAG_ERROR, l,
+                    "'%s' is neither a number of days nor a YYYY-MM-DD date", v);
             return OIMAP_ECONFIG;
         }
         free(*(char **)f);
@@ -690,12 +698,19 @@ static void free_value(const struct opt_desc *d, void *base)
     case T_PATH:
     case T_CACERT:
     case T_MAXAGE:
-    case T_DATE: free(*(char **)f); break;
+    case T_DATE:
+        free(*(char **)f);
+        break;
     case T_LIST:
     case T_MECHS:
-    case T_FPRINTS: free_list(f); break;
-    case T_EXPR: free(((struct config_expr *)f)->text); break;
-    default: break;
+    case T_FPRINTS:
+        free_list(f);
+        break;
+    case T_EXPR:
+        free(((struct config_expr *)f)->text);
+        break;
+    default:
+        break;
     }
 }
 
@@ -717,8 +732,7 @@ static const struct opt_desc *find_desc(enum kind k, const char *name)
 
 static bool is_customflag(const char *name)
 {
-    return strncmp(name, "customflag_", 11) == 0 && name[11] >= 'a' && name[11] <= 'z' &&
-           !name[12];
+    return strncmp(name, "customflag_", 11) == 0 && name[11] >= 'a' && name[11] <= 'z' && !name[12];
 }
 
 static void support_note(struct ctx *c, enum support sup, const struct loc *l)
@@ -746,22 +760,27 @@ static struct loc loc_of(const struct config_ini_sect *s, const struct config_in
 
 /* Reads option name of section s (own or [DEFAULT]), interpolated.  Returns
  * 1 with *val_r (malloc'd) and *l_r, 0 when not set, <0 on error. */
-static int get_opt(struct ctx *c, const struct config_ini_sect *s, const char *name,
-                   bool interpolate, char **val_r, struct loc *l_r)
+static int get_opt(struct ctx *c, const struct config_ini_sect *s, const char *name, unsigned flags,
+                   char **val_r, struct loc *l_r)
 {
     const struct config_ini_opt *o = s ? config_ini_lookup(c->ini, s, name) : NULL;
     *val_r = NULL;
     if (!o)
         return 0;
     *l_r = loc_of(s, o, c->ini);
-    if (!interpolate) {
+    if (flags & F_NOINTERP) {
         *val_r = xstrdup(c, o->value);
         return *val_r ? 1 : -ENOMEM;
     }
     char why[512];
     int rc = config_ini_interpolate(c->ini, s, o, val_r, why, sizeof(why));
     if (rc == OIMAP_ECONFIG) {
-        diag_at(c, CONFIG_DIAG_ERROR, l_r, "%s", why);
+        /* The reason may quote a part of the value: not for a password. */
+        if (flags & F_SECRET)
+            diag_at(c, CONFIG_DIAG_ERROR, l_r,
+                    "bad '%%' in the value (write %%%% for a literal %%; value not shown)");
+        else
+            diag_at(c, CONFIG_DIAG_ERROR, l_r, "%s", why);
         return rc;
     }
     if (rc < 0)
@@ -780,7 +799,7 @@ static void type_section(struct ctx *c, enum kind k, int repotype, const struct 
             continue;
         char *v;
         struct loc l;
-        int rc = get_opt(c, s, d->name, !(d->flags & F_NOINTERP), &v, &l);
+        int rc = get_opt(c, s, d->name, d->flags, &v, &l);
         if (rc > 0) {
             set_value(c, d, base, v, &l);
             free(v);
@@ -862,8 +881,8 @@ static void check_names(struct ctx *c, enum kind k, int repotype, const struct c
             (d->support == SUP_TODO && (quiet_todo || holds_default(d, base))))
             continue;
         o->seen = true;
-        struct loc l = {.sect = "DEFAULT", .opt = o->name, .line = o->line,
-                        .override = o->override};
+        struct loc l = {
+            .sect = "DEFAULT", .opt = o->name, .line = o->line, .override = o->override};
         support_note(c, d->support, &l);
     }
 }
@@ -897,7 +916,7 @@ static struct config_repo *load_repo(struct ctx *c, const char *name)
     /* The type decides which options apply and some defaults. */
     char *v;
     struct loc l;
-    int rc = get_opt(c, s, "type", true, &v, &l);
+    int rc = get_opt(c, s, "type", 0, &v, &l);
     int type = -1;
     if (rc == 0)
         required_missing(c, s, "type");
@@ -1139,7 +1158,7 @@ static void load_customflags(struct ctx *c)
             char name[16], *v;
             struct loc l;
             snprintf(name, sizeof(name), "customflag_%c", 'a' + k);
-            if (get_opt(c, s, name, true, &v, &l) > 0)
+            if (get_opt(c, s, name, 0, &v, &l) > 0)
                 r->customflag[k] = v;
         }
     }
@@ -1306,7 +1325,7 @@ static void print_repo(FILE *out, const char *role, const struct config_repo *r)
     } else {
         const char *tls = r->ssl ? "implicit TLS" : r->starttls ? "STARTTLS" : "none (plain text)";
         fprintf(out, "    host: %s\n",
-                r->remotehost ? r->remotehost
+                r->remotehost            ? r->remotehost
                 : r->remotehosteval.text ? "(from remotehosteval)"
                                          : "(tunnel)");
         fprintf(out, "    port: %d\n", config_repo_port(r));
@@ -1320,14 +1339,14 @@ static void print_repo(FILE *out, const char *role, const struct config_repo *r)
                 print_list(out, "    cert_fingerprint: ", &r->cert_fingerprint);
         }
         fprintf(out, "    user: %s\n",
-                r->remoteuser ? r->remoteuser
+                r->remoteuser            ? r->remoteuser
                 : r->remoteusereval.text ? "(from remoteusereval)"
                                          : "(unset)");
-        const char *pw = r->remotepass       ? "********"
-                         : r->remotepasscmd  ? "(from remotepasscmd)"
+        const char *pw = r->remotepass            ? "********"
+                         : r->remotepasscmd       ? "(from remotepasscmd)"
                          : r->remotepasseval.text ? "(from remotepasseval)"
-                         : r->remotepassfile ? "(from remotepassfile)"
-                                             : "(unset: ~/.netrc or prompt)";
+                         : r->remotepassfile      ? "(from remotepassfile)"
+                                                  : "(unset: ~/.netrc or prompt)";
         fprintf(out, "    password: %s\n", pw);
         if (r->remotepassfile)
             fprintf(out, "    remotepassfile: %s\n", r->remotepassfile);

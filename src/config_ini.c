@@ -62,8 +62,8 @@ struct reader {
     struct piece *pieces;
     size_t n_pieces, cap_pieces;
     /* ConfigParser's state */
-    bool in_sect;    /* a section header was seen */
-    long cur_opt;    /* current option piece for continuations, -1 none */
+    bool in_sect; /* a section header was seen */
+    long cur_opt; /* current option piece for continuations, -1 none */
     size_t indent_level;
     size_t pending_blank; /* blank lines inside a value, kept if it continues */
     int n_err;
@@ -97,9 +97,15 @@ void config_diag(enum config_diag_level lvl, const char *fmt, ...)
     va_end(ap);
 
     switch (lvl) {
-    case CONFIG_DIAG_ERROR: log_error("%s", msg); break;
-    case CONFIG_DIAG_WARN: log_warn("%s", msg); break;
-    case CONFIG_DIAG_NOTE: log_info("%s", msg); break;
+    case CONFIG_DIAG_ERROR:
+        log_error("%s", msg);
+        break;
+    case CONFIG_DIAG_WARN:
+        log_warn("%s", msg);
+        break;
+    case CONFIG_DIAG_NOTE:
+        log_info("%s", msg);
+        break;
     }
 
     static const char *const prefix[] = {"error: ", "warning: ", "note: "};
@@ -277,9 +283,14 @@ static long piece_add(struct reader *r, enum piece_kind kind, char *name, char *
     }
     if (!text || (kind == PIECE_OPT && !name))
         goto oom;
-    r->pieces[r->n_pieces] = (struct piece){
-        .kind = kind, .line = r->line, .name = name, .text = text,
-        .sect = -1, .owner = -1, .opt = -1, .osect = -1};
+    r->pieces[r->n_pieces] = (struct piece){.kind = kind,
+                                            .line = r->line,
+                                            .name = name,
+                                            .text = text,
+                                            .sect = -1,
+                                            .owner = -1,
+                                            .opt = -1,
+                                            .osect = -1};
     return (long)r->n_pieces++;
 oom:
     free(name);
@@ -296,8 +307,8 @@ static void syntax_error(struct reader *r, const char *what)
 
 /* Writes the stand-in for piece idx: prefix, mark, idx, and when name is
  * set " = " mark idx again (an option line). */
-static char *stand_in(struct reader *r, char *str, int num, const char *prefix, char mark,
-                      long idx, const char *suffix)
+static char *stand_in(struct reader *r, char *str, int num, const char *prefix, char mark, long idx,
+                      const char *suffix)
 {
     char digits[24];
     snprintf(digits, sizeof(digits), "%ld", idx);
@@ -599,14 +610,12 @@ static int interp(const struct config_ini *ini, const struct config_ini_sect *s,
             continue;
         }
         if (pct[1] != '(') {
-            snprintf(why, wl, "'%%' must be followed by '%%' or '(' (write %%%% for a %%), found '%.10s'",
-                     pct);
+            snprintf(why, wl, "'%%' must be followed by '%%' or '(' (write %%%% for a literal %%)");
             return OIMAP_ECONFIG;
         }
         const char *rp = strchr(pct + 2, ')');
         if (!rp || rp == pct + 2 || rp[1] != 's') {
-            snprintf(why, wl, "bad interpolation reference '%.20s' (want %%(name)s; write %%%% for a %%)",
-                     pct);
+            snprintf(why, wl, "bad %%(name)s reference (write %%%% for a literal %%)");
             return OIMAP_ECONFIG;
         }
         char key[128];

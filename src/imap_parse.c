@@ -401,7 +401,8 @@ static int tok_status_tail(struct imap_parser *p, const char *base, const char *
         return more(p, 0);
     }
     if ((size_t)(lf - base) > p->lim.max_line)
-        return fail(p, OIMAP_ETOOBIG, 0, "response longer than %zu bytes", p->lim.max_line);
+        return fail(p, OIMAP_ETOOBIG, (size_t)(lf - base), "response longer than %zu bytes",
+                    p->lim.max_line);
     te = lf;
     if (te > s && te[-1] == '\r')
         te--;

@@ -5,9 +5,11 @@
  * and configuration errors (nothing has been touched then).
  */
 #include "build_config.h"
+#include "account.h"
 #include "cli.h"
 #include "config.h"
 #include "err.h"
+#include "info.h"
 #include "log.h"
 
 #include <errno.h>
@@ -107,16 +109,25 @@ int main(int argc, char **argv)
 
     log_init(opts.info ? LOG_UI_BASIC : pick_ui(&opts, cfg), NULL, opts.debug_cats);
 
+    uv_loop_t *loop = uv_default_loop();
     if (opts.info) {
         config_print_info(cfg, stdout);
-        status = 0;
+        fflush(stdout);
+        status = info_run(loop, cfg, stdout) < 0 ? EXIT_SYNC_FAILED : 0;
         goto out;
     }
 
-    log_error("the sync engine is not built yet: only --info works in this version");
-    status = EXIT_SYNC_FAILED;
+    struct account_run_opts ro = {
+        .dry_run = opts.dry_run || cfg->general.dry_run,
+        .quick = opts.quick,
+        .single = opts.single || opts.profile_dir != NULL,
+        .folders = opts.folders,
+    };
+    r = account_run_all(loop, cfg, &ro);
+    status = r == 0 ? 0 : EXIT_SYNC_FAILED;
 
 out:
+    uv_loop_close(uv_default_loop());
     config_free(&cfg);
     free(ov);
     free(path);

@@ -32,7 +32,7 @@ enum net_state {
     ST_CONNECTING,
     ST_HANDSHAKE, /* TLS handshake: implicit (before on_connect) or STARTTLS */
     ST_OPEN,
-    ST_FAILED,    /* on_error is (or was) due; waiting for net_close */
+    ST_FAILED, /* on_error is (or was) due; waiting for net_close */
     ST_CLOSING,
 };
 
@@ -78,7 +78,7 @@ struct net_stream {
     /* clear-text input, data at in[in_off .. in_off+in_len) */
     char *in;
     size_t in_off, in_len, in_cap;
-    bool fresh;       /* bytes arrived since the last offer */
+    bool fresh; /* bytes arrived since the last offer */
     bool paused, reading, expect, eof_seen, eof_pending;
     uint64_t read_since, write_since, phase_since;
 
@@ -248,8 +248,7 @@ static void on_timer(uv_timer_t *tm)
             snprintf(s->last_reason, sizeof s->last_reason, "timed out after %u s connecting",
                      secs);
             size_t n = strlen(s->tried);
-            snprintf(s->tried + n, sizeof s->tried - n, "%s%s (timed out)", n ? ", " : "",
-                     s->addr);
+            snprintf(s->tried + n, sizeof s->tried - n, "%s%s (timed out)", n ? ", " : "", s->addr);
             close_attempt(s, s->conn);
             s->ai_cur = s->ai_cur->ai_next;
             try_next(s);
@@ -397,8 +396,8 @@ int net_connect(uv_loop_t *loop, const char *host, unsigned port, const struct n
                 const struct net_callbacks *cbs, void *arg, struct net_stream **s_r)
 {
     *s_r = NULL;
-    if (!host || !*host || port == 0 || port > 65535 || !cbs || !cbs->on_read ||
-        !cbs->on_error || !cbs->on_connect)
+    if (!host || !*host || port == 0 || port > 65535 || !cbs || !cbs->on_read || !cbs->on_error ||
+        !cbs->on_connect)
         return UV_EINVAL;
     struct net_stream *s = calloc(1, sizeof *s);
     struct gai *g = calloc(1, sizeof *g);
@@ -420,8 +419,7 @@ int net_connect(uv_loop_t *loop, const char *host, unsigned port, const struct n
     if (!s->opts.max_output)
         s->opts.max_output = DEFAULT_MAX_OUTPUT;
     s->port = port;
-    snprintf(s->peer, sizeof s->peer, strchr(host, ':') ? "[%.255s]:%u" : "%.255s:%u", host,
-             port);
+    snprintf(s->peer, sizeof s->peer, strchr(host, ':') ? "[%.255s]:%u" : "%.255s:%u", host, port);
 
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP};
     hints.ai_family = opts && opts->family == NET_FAMILY_IPV6   ? AF_INET6
@@ -496,8 +494,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         return;
     }
     space = in_reserve(s, INPUT_MIN_READ);
-    *buf = uv_buf_init(s->in + s->in_off + s->in_len, (unsigned)(space > 1u << 30 ? 1u << 30
-                                                                                 : space));
+    *buf =
+        uv_buf_init(s->in + s->in_off + s->in_len, (unsigned)(space > 1u << 30 ? 1u << 30 : space));
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
@@ -720,10 +718,10 @@ static void on_written(uv_write_t *req, int status)
         return;
     }
     s->write_since = uv_now(s->loop);
-    if (s->wq.len > 0) {
-        flush(s);
+    if (s->wq.len > 0)
+        flush(s); /* may finish at once through uv_try_write */
+    if (s->writing || (s->state != ST_OPEN && s->state != ST_HANDSHAKE))
         return;
-    }
     arm_timer(s);
     if (s->cb.on_drain && (s->state == ST_OPEN))
         s->cb.on_drain(s, s->arg);

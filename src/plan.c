@@ -131,12 +131,17 @@ static int build_keys(struct ctx *c)
 
     /* Near entries that can be found by UID.  Maildir: only trusted U= below
      * far_uidnext (a U= at or above it cannot belong to this UIDVALIDITY). */
+    /* The bound never distrusts a UID the status knows (a stale UIDNEXT
+     * must not make paired files look deleted). */
+    uint32_t bound = in->state.far_uidnext;
+    for (i = 0; bound && i < in->nstatus; i++)
+        if (in->status[i].far_uid >= bound)
+            bound = in->status[i].far_uid + 1;
     for (i = 0, j = 0; i < in->nnear; i++) {
         const struct plan_near_msg *m = &in->near[i];
         if (m->uid == 0)
             continue;
-        if (c->o->near_is_maildir &&
-            (!m->uid_trusted || (in->state.far_uidnext && m->uid >= in->state.far_uidnext)))
+        if (c->o->near_is_maildir && (!m->uid_trusted || (bound && m->uid >= bound)))
             continue;
         c->nkeys[j++] = (struct key){m->uid, (uint32_t)i};
     }
@@ -217,8 +222,8 @@ static int add_pair(struct ctx *c, size_t fi, size_t ni, plan_flags_t base, ptrd
     pp->rename = c->o->near_is_maildir && !(nm->uid == f && nm->uid_trusted);
     pp->intent = intent;
     c->fclaim[fi] = c->nclaim[ni] = 1;
-    c->w[c->nw++] = (struct wrec){f, pp->near_uid, base, (ptrdiff_t)fi, (ptrdiff_t)ni, false,
-                                  W_NONE};
+    c->w[c->nw++] =
+        (struct wrec){f, pp->near_uid, base, (ptrdiff_t)fi, (ptrdiff_t)ni, false, W_NONE};
     return 0;
 }
 
@@ -243,19 +248,16 @@ static int intents_lookups(struct ctx *c)
         enum plan_side side;
         if (it->resolved || (it->kind == PLAN_INTENT_UPLOAD && it->far_uid))
             continue; /* looked up, or the APPENDUID was recorded */
-        if (it->kind == PLAN_INTENT_UPLOAD) {
-            /* Maildir: a source that already carries a trusted U= was renamed
-             * after the APPEND: that U= is the answer. */
-            if (c->o->near_is_maildir && it->near_idx >= 0 &&
-                find_near(c, in->near[it->near_idx].uid) == it->near_idx)
-                continue;
+        /* An upload's copy is found by its TUID on far.  (Not by the U= of
+         * the source file: that may be the U= it had before, when it was
+         * uploaded because its old pairing was forgotten.)  A download's
+         * copy in a Maildir is named by the far UID; elsewhere by TUID. */
+        if (it->kind == PLAN_INTENT_UPLOAD)
             side = PLAN_FAR;
-        } else {
-            /* Maildir: the delivered file is named by the far UID. */
-            if (c->o->near_is_maildir)
-                continue;
+        else if (c->o->near_is_maildir)
+            continue;
+        else
             side = PLAN_NEAR;
-        }
         struct plan_lookup *l = PUSH(c->p->lookups, c->p->nlookups, c->cap_lookups);
         if (!l)
             return -ENOMEM;
@@ -277,11 +279,8 @@ static int intents_resolve(struct ctx *c)
         ptrdiff_t fi, ni;
 
         if (it->kind == PLAN_INTENT_UPLOAD) {
-            uint32_t fu = it->far_uid;
             ni = it->near_idx;
-            if (!it->resolved && !fu) /* Maildir, renamed (see above) */
-                fu = in->near[ni].uid;
-            fi = find_far(c, fu);
+            fi = find_far(c, it->far_uid);
         } else {
             fi = find_far(c, it->far_uid);
             ni = it->resolved ? it->near_idx : find_near(c, it->far_uid);
@@ -555,10 +554,9 @@ size_t plan_flags_group_end(const struct plan *plan, enum plan_side side, size_t
     if (start >= plan->nflags)
         return plan->nflags;
     while (e < plan->nflags &&
-           (side == PLAN_FAR ? f[e].far_add == f[start].far_add &&
-                                   f[e].far_remove == f[start].far_remove
-                             : f[e].near_add == f[start].near_add &&
-                                   f[e].near_remove == f[start].near_remove))
+           (side == PLAN_FAR
+                ? f[e].far_add == f[start].far_add && f[e].far_remove == f[start].far_remove
+                : f[e].near_add == f[start].near_add && f[e].near_remove == f[start].near_remove))
         e++;
     return e;
 }

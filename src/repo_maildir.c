@@ -45,6 +45,7 @@ struct repo_maildir {
     char *sep;
     char infosep;
     bool fsync;
+    bool batch_syncfs;
     unsigned max_jobs;
     unsigned inflight;
     size_t queued;
@@ -163,6 +164,7 @@ int repo_maildir_new(uv_loop_t *loop, const struct repo_maildir_opts *o, struct 
         md->root[--rl] = '\0';
     md->infosep = o->windows_compat ? '!' : ':';
     md->fsync = o->fsync;
+    md->batch_syncfs = o->batch_syncfs;
     md->max_jobs = o->max_jobs ? o->max_jobs : DEFAULT_JOBS;
     md->refs = 1;
     *md_r = md;
@@ -1357,7 +1359,7 @@ int repo_maildir_batch_new(struct repo_maildir_folder *f, struct repo_maildir_ba
     if (!b)
         return -ENOMEM;
     b->f = f;
-    b->syncfs = getenv("MD_SYNCFS") != NULL;
+    b->syncfs = f->md->batch_syncfs;
     f->refs++;
     *b_r = b;
     return 0;

@@ -280,6 +280,7 @@ struct tls_config {
     mbedtls_pk_context client_key;
     struct pin *pins;
     size_t npins;
+    int *suites; /* our preference order, zero-terminated; conf points to it */
 };
 
 /* TLS versions as minor numbers of the 3.x wire version: 1 = TLS 1.0 ... 4 = 1.3. */
@@ -380,6 +381,53 @@ static int set_versions(mbedtls_ssl_config *c, int min, int max, char *err, size
     return 0;
 }
 
+/* mbedTLS's own order is kept, except that ChaCha20-Poly1305 moves to the
+ * front: in mbedTLS 2.28 it costs about half the CPU of AES-GCM per byte
+ * (measured: 222 against 120-137 MB per CPU second), and message bodies are
+ * the bulk of what we move.  Servers that prefer their own order still
+ * decide. */
+static int order_suites(struct tls_config *c)
+{
+    const int *all = mbedtls_ssl_list_ciphersuites();
+    size_t n = 0;
+    while (all[n])
+        n++;
+    c->suites = calloc(n + 1, sizeof *c->suites);
+    if (!c->suites)
+        return UV_ENOMEM;
+    size_t k = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < n; i++) {
+            const char *name = mbedtls_ssl_get_ciphersuite_name(all[i]);
+            bool chacha = name && strstr(name, "CHACHA20") != NULL;
+            if (chacha == (pass == 0))
+                c->suites[k++] = all[i];
+        }
+    mbedtls_ssl_conf_ciphersuites(&c->conf, c->suites);
+#if MBEDTLS_VERSION_NUMBER < 0x03000000 && defined(MBEDTLS_ECP_C)
+    /* 2.28 offers every curve, strongest first, so a server that follows
+     * the client's order picks P-521: X25519 and P-256 give the same
+     * security margin for this purpose at a fraction of the cost. */
+    static const mbedtls_ecp_group_id curves[] = {
+#if defined(MBEDTLS_ECP_DP_CURVE25519_ENABLED)
+        MBEDTLS_ECP_DP_CURVE25519,
+#endif
+#if defined(MBEDTLS_ECP_DP_SECP256R1_ENABLED)
+        MBEDTLS_ECP_DP_SECP256R1,
+#endif
+#if defined(MBEDTLS_ECP_DP_SECP384R1_ENABLED)
+        MBEDTLS_ECP_DP_SECP384R1,
+#endif
+#if defined(MBEDTLS_ECP_DP_SECP521R1_ENABLED)
+        MBEDTLS_ECP_DP_SECP521R1,
+#endif
+        MBEDTLS_ECP_DP_NONE,
+    };
+    mbedtls_ssl_conf_curves(&c->conf, curves);
+#endif
+    return 0;
+}
+
 static int load_client_cert(struct tls_config *c, const struct tls_opts *o, char *err,
                             size_t errlen)
 {
@@ -397,8 +445,8 @@ static int load_client_cert(struct tls_config *c, const struct tls_opts *o, char
         return OIMAP_ECONFIG;
     }
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
-    int r = mbedtls_pk_parse_keyfile(&c->client_key, o->client_key, NULL,
-                                     mbedtls_ctr_drbg_random, &g.drbg);
+    int r = mbedtls_pk_parse_keyfile(&c->client_key, o->client_key, NULL, mbedtls_ctr_drbg_random,
+                                     &g.drbg);
 #else
     int r = mbedtls_pk_parse_keyfile(&c->client_key, o->client_key, NULL);
 #endif
@@ -414,8 +462,7 @@ static int load_client_cert(struct tls_config *c, const struct tls_opts *o, char
     return 0;
 }
 
-int tls_config_new(const struct tls_opts *opts, struct tls_config **cfg_r, char *err,
-                   size_t errlen)
+int tls_config_new(const struct tls_opts *opts, struct tls_config **cfg_r, char *err, size_t errlen)
 {
     char dummy[1];
     if (!err) {
@@ -441,6 +488,8 @@ int tls_config_new(const struct tls_opts *opts, struct tls_config **cfg_r, char 
         goto fail;
     }
     mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &g.drbg);
+    if ((r = order_suites(c)) < 0)
+        goto fail;
 
     int vmin, vmax;
     if ((r = versions_parse(opts, &vmin, &vmax, err, errlen)) < 0 ||
@@ -502,6 +551,7 @@ void tls_config_free(struct tls_config **cfgp)
         mbedtls_pk_free(&c->client_key);
     }
     free(c->pins);
+    free(c->suites);
     free(c);
 }
 
@@ -519,9 +569,9 @@ struct tls_session {
     int send_err;
     unsigned char *in;
     size_t in_off, in_len;
-    uint32_t chain_flags;  /* flags of the CA side of the chain, see verify_cb */
+    uint32_t chain_flags; /* flags of the CA side of the chain, see verify_cb */
     bool verify_ran, verified;
-    bool cert_error;       /* err holds a certificate verdict */
+    bool cert_error; /* err holds a certificate verdict */
     char err[768];
     char info[160];
 };
@@ -559,8 +609,7 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 static bool crt_has_ip(const mbedtls_x509_crt *crt, const unsigned char *ip, size_t len)
 {
     for (const mbedtls_x509_sequence *s = &crt->subject_alt_names; s; s = s->next)
-        if (s->buf.p && s->buf.tag == SAN_IP && s->buf.len == len &&
-            memcmp(s->buf.p, ip, len) == 0)
+        if (s->buf.p && s->buf.tag == SAN_IP && s->buf.len == len && memcmp(s->buf.p, ip, len) == 0)
             return true;
     return false;
 }
@@ -641,9 +690,9 @@ static void explain(struct tls_session *t, const mbedtls_x509_crt *crt, uint32_t
         n = appendf(e, cap, n, "%scertificate not valid before %04d-%02d-%02d %02d:%02d:%02d UTC",
                     n ? "; " : "", v->year, v->mon, v->day, v->hour, v->min, v->sec);
     }
-    uint32_t rest = f & ~(uint32_t)(MBEDTLS_X509_BADCERT_NOT_TRUSTED |
-                                    MBEDTLS_X509_BADCERT_CN_MISMATCH |
-                                    MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE);
+    uint32_t rest =
+        f & ~(uint32_t)(MBEDTLS_X509_BADCERT_NOT_TRUSTED | MBEDTLS_X509_BADCERT_CN_MISMATCH |
+                        MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE);
     if (rest) {
         char info[300];
         int r = mbedtls_x509_crt_verify_info(info, sizeof info, "", rest);

@@ -294,8 +294,7 @@ static int sim_apply(struct sim *s, const struct sim_view *v, const struct plan 
             sim_fail(s, "half: no record", (long)r->far_uid);
         } else {
             *sr = (struct plan_status_rec){r->op == PLAN_REC_KEEP_FAR ? r->far_uid : 0,
-                                           r->op == PLAN_REC_KEEP_NEAR ? r->near_uid : 0,
-                                           r->flags};
+                                           r->op == PLAN_REC_KEEP_NEAR ? r->near_uid : 0, r->flags};
         }
     }
     for (i = 0; i < p->npairs; i++) {
@@ -331,8 +330,14 @@ static int sim_apply(struct sim *s, const struct sim_view *v, const struct plan 
         STEP(s);
         if (!(nm = sim_box_add(s, &s->near)))
             return 0;
-        *nm = (struct sim_msg){fm->id, maildir ? d->far_uid : s->near.uidnext++, d->flags,
-                               fm->size, fm->date, true, maildir ? 0 : tuid, 0};
+        *nm = (struct sim_msg){fm->id,
+                               maildir ? d->far_uid : s->near.uidnext++,
+                               d->flags,
+                               fm->size,
+                               fm->date,
+                               true,
+                               maildir ? 0 : tuid,
+                               0};
         nm->key = maildir ? ++s->next_key : (int)nm->uid;
         STEP(s);
         sim_rec_add(s, d->far_uid, nm->uid, d->flags);
@@ -354,8 +359,8 @@ static int sim_apply(struct sim *s, const struct sim_view *v, const struct plan 
         STEP(s);
         if (!(fm = sim_box_add(s, &s->far)))
             return 0;
-        *fm = (struct sim_msg){nm->id, s->far.uidnext++, u->flags, nm->size, nm->date,
-                               true, tuid, 0};
+        *fm =
+            (struct sim_msg){nm->id, s->far.uidnext++, u->flags, nm->size, nm->date, true, tuid, 0};
         fu = fm->uid;
         STEP(s); /* record the APPENDUID */
         if ((it = sim_intent_find(s, id)))
@@ -500,10 +505,11 @@ static void sim_box_str(const struct sim_box *b, char *out, size_t len)
 
 /* The status must describe the sides exactly: no open intent, every full
  * record names two live copies of the same message, and no UID is recorded
- * twice.  Returns NULL or what is wrong. */
-static const char *sim_check_status(struct sim *s)
+ * twice.  held: deletions the guard holds back (their records name a message
+ * gone from one side).  Returns NULL or what is wrong. */
+static const char *sim_check_status(struct sim *s, size_t held)
 {
-    size_t i, j;
+    size_t i, j, half_missing = 0;
     if (s->bad)
         return s->why;
     if (s->nin)
@@ -513,11 +519,13 @@ static const char *sim_check_status(struct sim *s)
         struct sim_msg *f = r->far_uid ? sim_box_find(&s->far, r->far_uid) : NULL;
         struct sim_msg *n = r->near_uid ? sim_box_find(&s->near, r->near_uid) : NULL;
         if (r->far_uid && r->near_uid) {
-            if (!f || !n)
+            if (!f && !n)
                 return "record of a missing message";
-            if (f->id != n->id)
+            if (!f || !n)
+                half_missing++; /* only a held deletion may leave this */
+            else if (f->id != n->id)
                 return "record pairs different messages";
-            if (s->opts.near_is_maildir && !n->trusted)
+            else if (s->opts.near_is_maildir && !n->trusted)
                 return "record pairs an untrusted file";
         }
         for (j = i + 1; j < s->nst; j++)
@@ -525,7 +533,7 @@ static const char *sim_check_status(struct sim *s)
                 (r->near_uid && r->near_uid == s->st[j].near_uid))
                 return "UID recorded twice";
     }
-    return NULL;
+    return half_missing == held ? NULL : "record of a message gone from one side";
 }
 
 #endif

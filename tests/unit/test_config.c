@@ -12,21 +12,21 @@
 
 #define F "t.conf"
 
-static const char base_conf[] = "[general]\n"                       /* 1 */
-                                "accounts = A\n"                     /* 2 */
-                                "\n"                                 /* 3 */
-                                "[Account A]\n"                      /* 4 */
-                                "localrepository = L\n"              /* 5 */
-                                "remoterepository = R\n"             /* 6 */
-                                "\n"                                 /* 7 */
-                                "[Repository L]\n"                   /* 8 */
-                                "type = Maildir\n"                   /* 9 */
-                                "localfolders = /tmp/mail\n"         /* 10 */
-                                "\n"                                 /* 11 */
-                                "[Repository R]\n"                   /* 12 */
-                                "type = IMAP\n"                      /* 13 */
-                                "remotehost = imap.example.org\n"    /* 14 */
-                                "remoteuser = me\n";                 /* 15 */
+static const char base_conf[] = "[general]\n"                     /* 1 */
+                                "accounts = A\n"                  /* 2 */
+                                "\n"                              /* 3 */
+                                "[Account A]\n"                   /* 4 */
+                                "localrepository = L\n"           /* 5 */
+                                "remoterepository = R\n"          /* 6 */
+                                "\n"                              /* 7 */
+                                "[Repository L]\n"                /* 8 */
+                                "type = Maildir\n"                /* 9 */
+                                "localfolders = /tmp/mail\n"      /* 10 */
+                                "\n"                              /* 11 */
+                                "[Repository R]\n"                /* 12 */
+                                "type = IMAP\n"                   /* 13 */
+                                "remotehost = imap.example.org\n" /* 14 */
+                                "remoteuser = me\n";              /* 15 */
 
 static int load_ov(const char *text, const struct config_override *ov, size_t n,
                    struct config **cfg_r)
@@ -211,13 +211,14 @@ static void test_syntax(void)
     config_free(&cfg);
 
     /* Section names longer than inih's 50-byte limit. */
-    const char *longsect = "[general]\naccounts = a-very-long-account-name-for-testing-inih-limits\n"
-                           "[Account a-very-long-account-name-for-testing-inih-limits]\n"
-                           "localrepository = local-repository-with-a-very-long-name-xxxxxxxx\n"
-                           "remoterepository = R\n"
-                           "[Repository local-repository-with-a-very-long-name-xxxxxxxx]\n"
-                           "type = Maildir\nlocalfolders = /m\n"
-                           "[Repository R]\ntype = IMAP\nremotehost = h\n";
+    const char *longsect =
+        "[general]\naccounts = a-very-long-account-name-for-testing-inih-limits\n"
+        "[Account a-very-long-account-name-for-testing-inih-limits]\n"
+        "localrepository = local-repository-with-a-very-long-name-xxxxxxxx\n"
+        "remoterepository = R\n"
+        "[Repository local-repository-with-a-very-long-name-xxxxxxxx]\n"
+        "type = Maildir\nlocalfolders = /m\n"
+        "[Repository R]\ntype = IMAP\nremotehost = h\n";
     is_int(load(longsect, &cfg), 0, "long section names");
     if (cfg)
         is_str(cfg->accounts[0].local->localfolders, "/m", "long section options read");
@@ -309,10 +310,8 @@ static void test_overrides(void)
 {
     struct config *cfg = NULL;
     struct config_override ov[] = {
-        {"general", "Accounts", "A"},
-        {"Account A", "autorefresh", "2.5"},
-        {"Repository R", "remoteport", "1143"},
-        {"Repository R", "ssl", "no"},
+        {"general", "Accounts", "A"},           {"Account A", "autorefresh", "2.5"},
+        {"Repository R", "remoteport", "1143"}, {"Repository R", "ssl", "no"},
         {"general", "dry-run", "yes"},
     };
     is_int(load_ov(base_conf, ov, 5, &cfg), 0, "-k overrides load");
@@ -439,24 +438,34 @@ static void test_errors(void)
     expect_error(buf, F ":4: [Account A] autorefresh: not a non-negative number: '5 minutes'",
                  "bad float");
 
-    snprintf(buf, sizeof(buf), "%sremoteuser2 = %%(nothing)s\nremotepass = %%(nothing)s\n",
+    snprintf(buf, sizeof(buf), "%sremoteuser2 = %%(nothing)s\nremotepassfile = %%(nothing)s\n",
              base_conf);
     expect_error(buf,
-                 F ":17: [Repository R] remotepass: %(nothing)s refers to no option 'nothing' "
-                   "in [Repository R] or [DEFAULT]",
+                 F ":17: [Repository R] remotepassfile: %(nothing)s refers to no option "
+                   "'nothing' in [Repository R] or [DEFAULT]",
                  "interpolation of an undefined name");
 
     snprintf(buf, sizeof(buf), "%sremotepass = 100%%\n", base_conf);
     expect_error(buf,
-                 F ":16: [Repository R] remotepass: '%' must be followed by '%' or '(' (write %% "
-                   "for a %), found '%'",
+                 F ":16: [Repository R] remotepass: bad '%' in the value (write %% for a literal "
+                   "%; value not shown)",
+                 "lone % in a password: value not shown");
+    snprintf(buf, sizeof(buf), "%sremotepassfile = 100%%x\n", base_conf);
+    expect_error(buf,
+                 F ":16: [Repository R] remotepassfile: '%' must be followed by '%' or '(' "
+                   "(write %% for a literal %)",
                  "lone %");
+    snprintf(buf, sizeof(buf), "%sremotepassfile = %%(x\n", base_conf);
+    expect_error(buf,
+                 F ":16: [Repository R] remotepassfile: bad %(name)s reference (write %% for "
+                   "a literal %)",
+                 "bad %(name)s reference");
 
-    snprintf(buf, sizeof(buf), "[DEFAULT]\nx = %%(y)s\ny = %%(x)s\n%sremotepass = %%(x)s\n",
+    snprintf(buf, sizeof(buf), "[DEFAULT]\nx = %%(y)s\ny = %%(x)s\n%sremotepassfile = %%(x)s\n",
              base_conf);
     expect_error(buf,
-                 F ":19: [Repository R] remotepass: %(...)s references nested deeper than 10 "
-                   "levels (a loop?)",
+                 F ":19: [Repository R] remotepassfile: %(...)s references nested deeper than "
+                   "10 levels (a loop?)",
                  "interpolation loop");
 
     struct config *tl = NULL;
@@ -514,8 +523,10 @@ static void test_values(void)
     /* The [Account A] above is a duplicate section: drop it and set account options by -k. */
     *strrchr(buf, '[') = '\0';
     struct config_override ov[] = {
-        {"Account A", "maxage", "2015-04-01"}, {"Account A", "maxsize", "2000000"},
-        {"Account A", "quick", "-1"},          {"Account A", "presynchook", "imapfilter"},
+        {"Account A", "maxage", "2015-04-01"},
+        {"Account A", "maxsize", "2000000"},
+        {"Account A", "quick", "-1"},
+        {"Account A", "presynchook", "imapfilter"},
         {"Account A", "filterheaders", "X-Spam, ,X-Junk"},
     };
     is_int(load_ov(buf, ov, 5, &cfg), 0, "typed values load");
@@ -589,8 +600,7 @@ static void test_support_levels(void)
        "realdelete noted");
     ok(has("note: -k Account A:status_backend: retired by offlineimap, accepted and ignored\n"),
        "status_backend = sqlite accepted with a note");
-    ok(has("warning: -k general:pythonfile: not implemented yet, ignored\n"),
-       "pythonfile warned");
+    ok(has("warning: -k general:pythonfile: not implemented yet, ignored\n"), "pythonfile warned");
     ok(has("note: " F ":24: [ui.Curses.Blinkenlights]: offlineimap no longer reads [ui.*] "
            "sections, ignored\n"),
        "[ui.*] noted");
@@ -611,8 +621,10 @@ static void test_support_levels(void)
 
     /* Unimplemented options set to what oimap does anyway, and a disabled
      * [mbnames], are not warned about. */
-    snprintf(buf, sizeof(buf), "%susecompression = no\nretrycount = 2\n"
-             "[mbnames]\nenabled = no\nfilename = ~/x\nheader = 'x'\n", base_conf);
+    snprintf(buf, sizeof(buf),
+             "%susecompression = no\nretrycount = 2\n"
+             "[mbnames]\nenabled = no\nfilename = ~/x\nheader = 'x'\n",
+             base_conf);
     is_int(load(buf, &cfg), 0, "defaults and disabled mbnames load");
     is_str(config_diagnostics(), "", "no warnings for default values or disabled mbnames");
     config_free(&cfg);

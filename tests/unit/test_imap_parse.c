@@ -366,19 +366,19 @@ static void test_dovecot_session(void)
            "RFC822.SIZE #0) => 0 uid=2 fl=1f kw=2 size=0 date=-1 modseq=0 nb=0\n"
            "* 3 FETCH/12 (FLAGS () UID #3) => 0 uid=3 fl=0 kw=0 size=0 date=-1 modseq=0 nb=0\n");
     expect("fetch body streamed",
-           "* 12 FETCH (UID 42 BODY[] {20}\r\nSubject: x\r\n\r\nhi\r\n)\r\n)\r\n"
+           "* 12 FETCH (UID 42 BODY[] {18}\r\nSubject: x\r\n\r\nhi\r\n)\r\n"
            "a5 OK Fetch completed.\r\n",
            POL_BODY,
-           "LB 20 stream <* 12 FETCH/12 (UID #42 S:BODY| => 0 uid=42>\n"
-           "LE 20 'Subject: x\r\n\r\nhi\r\n)\r\n'\n"
-           "* 12 FETCH/12 (UID #42 S:BODY| {20}S) => 0 uid=42 fl=0 kw=0 size=0 date=-1 "
-           "modseq=0 nb=1 b0:S20\n"
+           "LB 18 stream <* 12 FETCH/12 (UID #42 S:BODY|) => 0 uid=42>\n"
+           "LE 18 'Subject: x\r\n\r\nhi\r\n'\n"
+           "* 12 FETCH/12 (UID #42 S:BODY| {18}S) => 0 uid=42 fl=0 kw=0 size=0 date=-1 "
+           "modseq=0 nb=1 b0:S18\n"
            "a5 OK 'Fetch completed.'\n");
     expect("fetch body kept",
-           "* 12 FETCH (UID 42 BODY[] {20}\r\nSubject: x\r\n\r\nhi\r\n)\r\n)\r\n", POL_KEEP,
-           "LB 20 keep <* 12 FETCH/12 (UID #42 S:BODY| => 0 uid=42>\n"
-           "* 12 FETCH/12 (UID #42 S:BODY| {20}Subject: x\r\n\r\nhi\r\n)\r\n) => 0 uid=42 fl=0 "
-           "kw=0 size=0 date=-1 modseq=0 nb=1 b0:20Subject: x\r\n\r\nhi\r\n)\r\n\n");
+           "* 12 FETCH (UID 42 BODY[] {18}\r\nSubject: x\r\n\r\nhi\r\n)\r\n", POL_KEEP,
+           "LB 18 keep <* 12 FETCH/12 (UID #42 S:BODY|) => 0 uid=42>\n"
+           "* 12 FETCH/12 (UID #42 S:BODY| {18}Subject: x\r\n\r\nhi\r\n) => 0 uid=42 fl=0 "
+           "kw=0 size=0 date=-1 modseq=0 nb=1 b0:18Subject: x\r\n\r\nhi\r\n\n");
     expect("fetch body no callback",
            "* 1 FETCH (BODY[TEXT] {3}\r\nabc UID 7)\r\n", POL_NONE,
            "* 1 FETCH/12 (S:BODY|TEXT {3}abc UID #7) => 0 uid=7 fl=0 kw=0 size=0 date=-1 "
@@ -395,20 +395,20 @@ static void test_constructs(void)
            "* X {3+}\r\nabc ~{4}\r\nwxyz end\r\n", POL_KEEP,
            "LB 3 keep <* X/1>\nLB 4 keep <* X/1 {3}abc>\n* X/1 {3}abc ~{4}wxyz end\n");
     expect("zero-length literals", "* 1 FETCH (BODY[] {0}\r\n BODY[1] {0}\r\n)\r\n", POL_BODY,
-           "LB 0 stream <* 1 FETCH/12 (S:BODY| => 0 uid=0>\nLE 0 ''\n"
-           "LB 0 stream <* 1 FETCH/12 (S:BODY| {0}S S:BODY|1 => 0 uid=0>\nLE 0 ''\n"
+           "LB 0 stream <* 1 FETCH/12 (S:BODY|) => 0 uid=0>\nLE 0 ''\n"
+           "LB 0 stream <* 1 FETCH/12 (S:BODY| {0}S S:BODY|1) => 0 uid=0>\nLE 0 ''\n"
            "* 1 FETCH/12 (S:BODY| {0}S S:BODY|1 {0}S) => 0 uid=0 fl=0 kw=0 size=0 date=-1 "
            "modseq=0 nb=2 b0:S0 b1:S0\n");
     expect("sections",
            "* 1 FETCH (BODY[HEADER.FIELDS (MESSAGE-ID SUBJECT)]<0> {2}\r\nhi "
            "BODY.PEEK[1.2.MIME] NIL BINARY[1] \"x\" BODY[HEADER.FIELDS (\"X]Y\")] NIL "
-           "BINARY.SIZE[1] 5 body[text]<10> NIL)\r\n",
+           "BINARY.SIZE[1] 5 body[text]<10>)\r\n",
            POL_KEEP,
-           "LB 2 keep <* 1 FETCH/12 (S:BODY|HEADER.FIELDS (MESSAGE-ID SUBJECT)|0 => 0 uid=0>\n"
+           "LB 2 keep <* 1 FETCH/12 (S:BODY|HEADER.FIELDS (MESSAGE-ID SUBJECT)|0) => 0 uid=0>\n"
            "* 1 FETCH/12 (S:BODY|HEADER.FIELDS (MESSAGE-ID SUBJECT)|0 {2}hi "
            "S:BODY.PEEK|1.2.MIME NIL S:BINARY|1 \"x\" S:BODY|HEADER.FIELDS (\"X]Y\") NIL "
-           "S:BINARY.SIZE|1 #5 S:body|text|10 NIL) => 0 uid=0 fl=0 kw=0 size=0 date=-1 modseq=0 "
-           "nb=5 b0:2hi b1:NIL0 b2:1x b3:NIL0 b4:NIL0\n");
+           "S:BINARY.SIZE|1 #5 S:body|text|10) => -19996 uid=0 fl=0 kw=0 size=0 date=-1 modseq=0 "
+           "nb=4\n");
     expect("bodystructure adjacency",
            "* 5 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL "
            "\"7bit\" 10 1)(\"text\" \"html\" NIL NIL NIL \"7bit\" 20 1) \"alternative\") UID 9)\r\n",
@@ -462,16 +462,16 @@ static void test_constructs(void)
            "* X/1 #0 #18446744073709551615 18446744073709551616 12ab 4[5] ~x NIL NIL NILS\n");
     expect("streamed literals of all kinds",
            "* X {3}\r\nabc (~{2}\r\nde)\r\n", POL_STREAM,
-           "LB 3 stream <* X/1>\nLE 3 'abc'\nLB 2 stream <* X/1 {3}S (>\nLE 2 'de'\n"
+           "LB 3 stream <* X/1>\nLE 3 'abc'\nLB 2 stream <* X/1 {3}S ()>\nLE 2 'de'\n"
            "* X/1 {3}S (~{2}S)\n");
     expect("literal holding CRLF and parens", "* 1 FETCH (BODY[] {8}\r\n(\r\n{1}\r\n UID 3)\r\n",
            POL_KEEP,
-           "LB 8 keep <* 1 FETCH/12 (S:BODY| => 0 uid=0>\n"
+           "LB 8 keep <* 1 FETCH/12 (S:BODY|) => 0 uid=0>\n"
            "* 1 FETCH/12 (S:BODY| {8}(\r\n{1}\r\n UID #3) => 0 uid=3 fl=0 kw=0 size=0 date=-1 "
            "modseq=0 nb=1 b0:8(\r\n{1}\r\n\n");
     expect("a partial fetch ends in a literal", "* 1 FETCH (UID 9 BODY[] {2}\r\nab)\r\n",
            POL_STREAM,
-           "LB 2 stream <* 1 FETCH/12 (UID #9 S:BODY| => 0 uid=9>\nLE 2 'ab'\n"
+           "LB 2 stream <* 1 FETCH/12 (UID #9 S:BODY|) => 0 uid=9>\nLE 2 'ab'\n"
            "* 1 FETCH/12 (UID #9 S:BODY| {2}S) => 0 uid=9 fl=0 kw=0 size=0 date=-1 modseq=0 "
            "nb=1 b0:S2\n");
 }
@@ -514,9 +514,9 @@ static void test_malformed(void)
     /* a literal bigger than the streamed limit is refused before a byte is read */
     memset(&small, 0, sizeof(small));
     small.max_streamed_literal = 100;
-    expect_err("literal over streamed limit", "* 1 FETCH (BODY[] {101}\r\n", 24, POL_BODY,
+    expect_err("literal over streamed limit", "* 1 FETCH (BODY[] {101}\r\n", 25, POL_BODY,
                &small, OIMAP_ETOOBIG, "literal");
-    expect_err("1 GB literal", "* 1 FETCH (BODY[] {1073741824}\r\n", 31, POL_BODY, NULL,
+    expect_err("1 GB literal", "* 1 FETCH (BODY[] {1073741824}\r\n", 32, POL_BODY, NULL,
                OIMAP_ETOOBIG, "literal");
     memset(&small, 0, sizeof(small));
     small.max_inline_literal = 10;
@@ -580,7 +580,8 @@ static void test_hostile(void)
         struct imap_parser_limits l = {0};
         l.max_depth = 100000; /* clamped */
         imap_parser_init(&p, &l, &cbs_all, &r);
-        for (size_t i = 0; i < n * 2 + 6 && rc == OIMAP_ETOOBIG; i += 7)
+        rc = 0;
+        for (size_t i = 0; i < n * 2 + 6 && rc == 0; i += 7)
             rc = feed_all(&p, s + i, (n * 2 + 6 - i) < 7 ? n * 2 + 6 - i : 7);
         is_int(rc, OIMAP_ETOOBIG, "... even with a huge configured depth, fed in pieces");
         imap_parser_deinit(&p);
@@ -895,7 +896,8 @@ static void test_fetch_decode_errors(void)
         char *last = strrchr(tr, '\n');
         *last = '\0';
         last = strrchr(tr, '\n');
-        ok(strstr(last ? last : tr, want) != NULL, "fetch decode %zu: %s", i, cases[i].in);
+        ok(strstr(last ? last : tr, want) != NULL, "fetch decode %zu: %.*s", i,
+           (int)strcspn(cases[i].in, "\r"), cases[i].in);
         free(tr);
     }
 }

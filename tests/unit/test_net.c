@@ -62,7 +62,7 @@ struct client {
     bool pause_once;    /* pause in the first on_read */
     int offers;
     uint64_t t_fail;
-    size_t want_total;  /* done when total reaches it */
+    size_t want_total; /* done when total reaches it */
 };
 
 static void c_connect(struct net_stream *s, void *arg)
@@ -456,8 +456,7 @@ static void test_eof_pause(void)
     connect_c(d, "127.0.0.1", sv.port, &o);
     ok(run_until(&d->failed, 3000), "unbounded line fails");
     is_int(d->err, OIMAP_ETOOBIG, "OIMAP_ETOOBIG");
-    ok(net_input_buffered(d->s) <= 32768, "buffer stayed bounded (%zu)",
-       net_input_buffered(d->s));
+    ok(net_input_buffered(d->s) <= 32768, "buffer stayed bounded (%zu)", net_input_buffered(d->s));
     c_close(d);
     free(d);
     srv_stop(&sv);
@@ -493,9 +492,10 @@ static bool private_hosts(void)
         return false;
     fprintf(f, "options timeout:1 attempts:1\n");
     fclose(f);
-    bool okay = unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
-                mount(hosts, "/etc/hosts", NULL, MS_BIND, NULL) == 0 &&
-                mount(resolv, "/etc/resolv.conf", NULL, MS_BIND, NULL) == 0;
+    bool okay = unshare(CLONE_NEWNS) == 0 &&
+                mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) == 0 &&
+                mount(hosts, "/etc/hosts", "none", MS_BIND, NULL) == 0 &&
+                mount(resolv, "/etc/resolv.conf", "none", MS_BIND, NULL) == 0;
     unlink(hosts);
     unlink(resolv);
     rmdir(dir);

@@ -1,0 +1,816 @@
+/* account.c - run the sync of every selected account on the one loop.
+ *
+ * One struct acct per account walks: presynchook -> status store (account
+ * lock) -> Maildir repository -> first IMAP connection -> LIST -> local
+ * folder list -> folder pairs (+ CREATE of missing remote folders) -> folder
+ * jobs spread over up to maxconnections connections -> LOGOUT ->
+ * postsynchook -> summary.  Accounts run maxsyncaccounts at a time.
+ */
+#include "account.h"
+#include "config.h"
+#include "err.h"
+#include "folder.h"
+#include "imap_conn.h"
+#include "log.h"
+#include "repo_maildir.h"
+#include "status.h"
+#include "sync.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+struct run;
+struct acct;
+
+struct fpair {
+    char *remote; /* UTF-8, server delimiter */
+    char *local;  /* '/'-delimited name for repo_maildir */
+    bool create_remote;
+    bool done, failed;
+    struct sync_result res;
+};
+
+struct slot {
+    struct acct *a;
+    struct imap_conn *conn;
+    bool busy, dead, opening;
+    size_t pair; /* the folder in progress when busy */
+};
+
+struct acct {
+    struct run *run;
+    const struct config_account *cfg;
+    struct status *status;
+    struct repo_maildir *md;
+    struct imap_conn_config *icfg;
+    struct folder_filter *rfilter, *lfilter, *cli_filter;
+    struct folder_trans *rtrans, *ltrans;
+    char **includes;
+    size_t n_includes;
+
+    struct slot *slots;
+    size_t n_slots;
+    char delim;
+
+    /* LIST results */
+    char **rnames;
+    size_t n_rnames;
+
+    struct fpair *pairs;
+    size_t n_pairs, next_pair, n_creating;
+
+    uv_process_t hook;
+    bool hook_running;
+    void (*after_hook)(struct acct *a);
+
+    bool failed;
+    char *fail_msg;
+    size_t folders_failed;
+    struct sync_result total;
+    struct timespec start;
+    bool finishing;
+};
+
+struct run {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    const struct account_run_opts *opts;
+    size_t next, running, max_running;
+    int failures;
+};
+
+static void acct_start(struct run *run, const struct config_account *cfg);
+static void acct_finish(struct acct *a);
+static void pump(struct slot *s);
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static void acct_fail(struct acct *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void acct_fail(struct acct *a, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    log_error("Account %s: %s", a->cfg->name, buf);
+    a->failed = true;
+}
+
+static char *replace_char(const char *s, char from, char to)
+{
+    char *out = strdup(s);
+    if (out && from != to)
+        for (char *p = out; *p; p++)
+            if (*p == from)
+                *p = to;
+    return out;
+}
+
+static int64_t min_date_of(const struct config_account *cfg, const struct config_repo *local)
+{
+    const char *spec = cfg->maxage ? cfg->maxage : local->startdate;
+    if (!spec)
+        return 0;
+    int y, m, d;
+    if (sscanf(spec, "%d-%d-%d", &y, &m, &d) == 3) {
+        struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d};
+        return (int64_t)timegm(&tm);
+    }
+    long days = strtol(spec, NULL, 10);
+    return days > 0 ? (int64_t)time(NULL) - (int64_t)days * 86400 : 0;
+}
+
+/* ---- hooks ------------------------------------------------------------------ */
+
+static void on_hook_closed(uv_handle_t *h)
+{
+    struct acct *a = h->data;
+    a->hook_running = false;
+    a->after_hook(a);
+}
+
+static void on_hook_exit(uv_process_t *p, int64_t status, int sig)
+{
+    struct acct *a = p->data;
+    if (status != 0 || sig != 0)
+        log_warn("Account %s: hook exited with status %lld%s", a->cfg->name, (long long)status,
+                 sig ? " (killed by a signal)" : "");
+    uv_close((uv_handle_t *)p, on_hook_closed);
+}
+
+/* Run a pre/post sync hook with /bin/sh, then continue with next().  The
+ * environment gets OFFLINEIMAPSYNCMODE as offlineimap sets it. */
+static void run_hook(struct acct *a, const char *cmd, void (*next)(struct acct *a))
+{
+    if (!cmd || !*cmd || a->run->opts->dry_run) {
+        next(a);
+        return;
+    }
+    setenv("OFFLINEIMAPSYNCMODE", a->run->opts->quick ? "quick" : "full", 1);
+    char *args[] = {"/bin/sh", "-c", (char *)cmd, NULL};
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE}, {.flags = UV_INHERIT_FD, .data.fd = 1},
+        {.flags = UV_INHERIT_FD, .data.fd = 2}};
+    uv_process_options_t o = {.file = "/bin/sh", .args = args, .exit_cb = on_hook_exit,
+                              .stdio = stdio, .stdio_count = 3};
+    a->after_hook = next;
+    a->hook.data = a;
+    log_info("Account %s: running hook: %s", a->cfg->name, cmd);
+    int r = uv_spawn(a->run->loop, &a->hook, &o);
+    if (r < 0) {
+        log_warn("Account %s: cannot run hook: %s", a->cfg->name, uv_strerror(r));
+        /* A failed uv_spawn still needs its handle closed. */
+        a->hook_running = true;
+        uv_close((uv_handle_t *)&a->hook, on_hook_closed);
+        return;
+    }
+    a->hook_running = true;
+}
+
+/* ---- folder pairs ----------------------------------------------------------- */
+
+static struct fpair *find_pair_local(struct acct *a, const char *local)
+{
+    for (size_t i = 0; i < a->n_pairs; i++)
+        if (strcmp(a->pairs[i].local, local) == 0)
+            return &a->pairs[i];
+    return NULL;
+}
+
+static int add_pair(struct acct *a, const char *remote, const char *local, bool create_remote)
+{
+    if (find_pair_local(a, local))
+        return 0;
+    struct fpair *np = realloc(a->pairs, (a->n_pairs + 1) * sizeof *np);
+    if (!np)
+        return -ENOMEM;
+    a->pairs = np;
+    struct fpair *p = &a->pairs[a->n_pairs];
+    memset(p, 0, sizeof *p);
+    p->remote = strdup(remote);
+    p->local = strdup(local);
+    p->create_remote = create_remote;
+    if (!p->remote || !p->local)
+        return -ENOMEM;
+    a->n_pairs++;
+    return 0;
+}
+
+/* Remote folder name -> the local ('/'-delimited) name: nametrans of the
+ * remote repository, then the server's delimiter becomes '/'. */
+static char *remote_to_local(struct acct *a, const char *remote)
+{
+    char *vis = folder_trans_apply(a->rtrans, remote);
+    if (!vis)
+        return NULL;
+    if (a->delim && a->delim != '/' && strchr(vis, '/')) {
+        log_warn("Account %s: folder '%s' has '/' in a name whose delimiter is '%c'; skipped",
+                 a->cfg->name, remote, a->delim);
+        free(vis);
+        return NULL;
+    }
+    char *local = replace_char(vis, a->delim ? a->delim : '/', '/');
+    free(vis);
+    return local;
+}
+
+static char *local_to_remote(struct acct *a, const char *local)
+{
+    char *vis = folder_trans_apply(a->ltrans, local);
+    if (!vis)
+        return NULL;
+    char *remote = replace_char(vis, '/', a->delim ? a->delim : '/');
+    free(vis);
+    return remote;
+}
+
+static bool wanted_remote(struct acct *a, const char *remote)
+{
+    if (a->cli_filter)
+        return folder_filter_match(a->cli_filter, remote);
+    for (size_t i = 0; i < a->n_includes; i++)
+        if (strcmp(a->includes[i], remote) == 0)
+            return true;
+    return folder_filter_match(a->rfilter, remote);
+}
+
+static int cmp_pair(const void *x, const void *y)
+{
+    const struct fpair *p = x, *q = y;
+    /* INBOX first: it is what people look at. */
+    bool pi = strcmp(p->remote, "INBOX") == 0, qi = strcmp(q->remote, "INBOX") == 0;
+    if (pi != qi)
+        return pi ? -1 : 1;
+    return strcmp(p->remote, q->remote);
+}
+
+/* ---- the folder jobs -------------------------------------------------------- */
+
+static void account_maybe_done(struct acct *a)
+{
+    if (a->finishing || a->n_creating)
+        return;
+    for (size_t i = 0; i < a->n_slots; i++)
+        if (a->slots[i].busy || a->slots[i].opening)
+            return;
+    bool any_alive = false;
+    for (size_t i = 0; i < a->n_slots; i++)
+        any_alive |= !a->slots[i].dead && a->slots[i].conn;
+    if (a->next_pair < a->n_pairs && any_alive)
+        return;
+    for (; a->next_pair < a->n_pairs; a->next_pair++) {
+        struct fpair *p = &a->pairs[a->next_pair];
+        p->failed = true;
+        a->folders_failed++;
+        log_error("Account %s: folder %s not synced: no connection to the server left",
+                  a->cfg->name, p->remote);
+    }
+    acct_finish(a);
+}
+
+static void add_totals(struct sync_result *t, const struct sync_result *r)
+{
+    t->downloaded += r->downloaded;
+    t->uploaded += r->uploaded;
+    t->paired += r->paired;
+    t->flags_far += r->flags_far;
+    t->flags_near += r->flags_near;
+    t->deleted_far += r->deleted_far;
+    t->deleted_near += r->deleted_near;
+    t->held_back += r->held_back;
+    t->bytes_down += r->bytes_down;
+    t->bytes_up += r->bytes_up;
+}
+
+static void on_folder_done(const struct sync_result *res, void *arg)
+{
+    struct slot *s = arg;
+    struct acct *a = s->a;
+    struct fpair *p = &a->pairs[s->pair];
+
+    s->busy = false;
+    p->done = true;
+    p->res = *res;
+    add_totals(&a->total, res);
+    if (res->status < 0) {
+        p->failed = true;
+        a->folders_failed++;
+        log_error("Account %s: folder %s: %s", a->cfg->name, p->remote,
+                  res->error[0] ? res->error : err_str(res->status));
+    }
+    if (res->conn_failed) {
+        s->dead = true;
+        imap_conn_close(&s->conn);
+    }
+    pump(s);
+    account_maybe_done(a);
+}
+
+static void pump(struct slot *s)
+{
+    struct acct *a = s->a;
+    const struct account_run_opts *o = a->run->opts;
+
+    while (!s->dead && s->conn && !s->busy && a->next_pair < a->n_pairs) {
+        size_t i = a->next_pair++;
+        struct fpair *p = &a->pairs[i];
+        struct sync_folder_job job = {
+            .loop = a->run->loop,
+            .acct = a->cfg,
+            .conn = s->conn,
+            .maildir = a->md,
+            .status = a->status,
+            .remote_name = p->remote,
+            .local_name = p->local,
+            .remote_delim = a->delim,
+            .dry_run = o->dry_run,
+            .quick = o->quick || a->cfg->quick < 0,
+            .allow_mass_delete = o->allow_mass_delete || !a->cfg->deletion_guard,
+            .create_local = a->cfg->local->createfolders,
+            .min_date = min_date_of(a->cfg, a->cfg->local),
+            .max_size = a->cfg->maxsize > 0 ? (uint64_t)a->cfg->maxsize : 0,
+        };
+        log_event("syncingfolder", a->cfg->name, NULL);
+        LOG_DEBUG(LOGC_SYNC, "Account %s: folder %s <-> %s", a->cfg->name, p->remote, p->local);
+        s->busy = true;
+        s->pair = i;
+        int r = sync_folder(&job, on_folder_done, s);
+        if (r < 0) {
+            s->busy = false;
+            p->done = p->failed = true;
+            a->folders_failed++;
+            log_error("Account %s: folder %s: %s", a->cfg->name, p->remote, err_str(r));
+        }
+    }
+}
+
+static void on_extra_conn_error(struct imap_conn *c, int code, const char *msg, void *arg)
+{
+    struct slot *s = arg;
+    (void)c;
+    (void)code;
+    if (!s->busy)
+        log_warn("Account %s: %s", s->a->cfg->name, msg);
+    s->dead = true;
+}
+
+static const struct imap_conn_handlers slot_handlers = {.on_error = on_extra_conn_error};
+
+static void on_extra_open(struct imap_conn *c, int st, const struct imap_result *res, void *arg)
+{
+    struct slot *s = arg;
+    (void)c;
+    (void)res;
+    s->opening = false;
+    if (st < 0) {
+        s->dead = true;
+        imap_conn_close(&s->conn);
+    } else {
+        pump(s);
+    }
+    account_maybe_done(s->a);
+}
+
+static void start_jobs(struct acct *a)
+{
+    size_t want = (size_t)(a->cfg->remote->maxconnections > 0 ? a->cfg->remote->maxconnections : 1);
+    if (a->run->opts->single)
+        want = 1;
+    size_t remaining = a->n_pairs - a->next_pair;
+    if (want > remaining)
+        want = remaining ? remaining : 1;
+    for (size_t i = 1; i < want && i < a->n_slots; i++) {
+        struct slot *s = &a->slots[i];
+        s->a = a;
+        s->opening = true;
+        if (imap_conn_open(a->run->loop, a->icfg, &slot_handlers, on_extra_open, s, &s->conn) < 0) {
+            s->opening = false;
+            s->dead = true;
+        }
+    }
+    pump(&a->slots[0]);
+    account_maybe_done(a);
+}
+
+struct create_ctx {
+    struct acct *a;
+    size_t pair;
+};
+
+static void on_created(struct imap_conn *c, int st, const struct imap_result *res, void *arg)
+{
+    struct create_ctx *cc = arg;
+    struct acct *a = cc->a;
+    struct fpair *p = &a->pairs[cc->pair];
+    (void)c;
+    free(cc);
+    a->n_creating--;
+    if (st < 0 && !(res && res->code == IMAP_CODE_ALREADYEXISTS)) {
+        p->done = p->failed = true;
+        a->folders_failed++;
+        log_error("Account %s: cannot create folder %s on the server: %s", a->cfg->name,
+                  p->remote, res && res->text ? res->text : err_str(st));
+    } else {
+        log_info("Account %s: created folder %s on the server", a->cfg->name, p->remote);
+    }
+    if (a->n_creating == 0) {
+        /* Failed creations are skipped by moving them out of the job list. */
+        size_t w = 0;
+        for (size_t i = 0; i < a->n_pairs; i++) {
+            if (a->pairs[i].failed) {
+                free(a->pairs[i].remote);
+                free(a->pairs[i].local);
+                continue;
+            }
+            a->pairs[w++] = a->pairs[i];
+        }
+        a->n_pairs = w;
+        start_jobs(a);
+    }
+}
+
+static void plan_folders(struct acct *a, struct repo_maildir_folder_list *locals)
+{
+    const bool dry = a->run->opts->dry_run;
+
+    for (size_t i = 0; i < a->n_rnames; i++) {
+        const char *r = a->rnames[i];
+        if (!wanted_remote(a, r))
+            continue;
+        char *local = remote_to_local(a, r);
+        if (!local)
+            continue;
+        if (add_pair(a, r, local, false) < 0)
+            acct_fail(a, "out of memory");
+        free(local);
+    }
+    /* Folders only on the local side: create them on the server when the
+     * remote repository allows it, unless the status store says this pair
+     * existed before (then the server lost it, and recreating it would look
+     * to the next sync like a folder emptied on purpose). */
+    for (size_t i = 0; locals && i < locals->n; i++) {
+        const char *l = locals->v[i].name;
+        if (!*l || find_pair_local(a, l) || !folder_filter_match(a->lfilter, l))
+            continue;
+        char *remote = local_to_remote(a, l);
+        if (!remote)
+            continue;
+        if (!wanted_remote(a, remote)) {
+            free(remote);
+            continue;
+        }
+        struct status_folder sf;
+        if (status_folder_lookup(a->status, l, remote, &sf) == 0) {
+            log_warn("Account %s: folder %s is gone from the server; the local copy %s is "
+                     "kept and not synced (delete it locally, or recreate it on the server)",
+                     a->cfg->name, remote, l);
+            a->total.held_back++;
+        } else if (!a->cfg->remote->createfolders || a->cfg->remote->readonly) {
+            LOG_DEBUG(LOGC_SYNC, "Account %s: local folder %s not on the server (createfolders "
+                      "off)", a->cfg->name, l);
+        } else if (add_pair(a, remote, l, true) < 0) {
+            acct_fail(a, "out of memory");
+        }
+        free(remote);
+    }
+    qsort(a->pairs, a->n_pairs, sizeof *a->pairs, cmp_pair);
+
+    for (size_t i = 0; i < a->n_pairs; i++) {
+        struct fpair *p = &a->pairs[i];
+        if (!p->create_remote)
+            continue;
+        if (dry) {
+            log_info("Account %s: would create folder %s on the server", a->cfg->name, p->remote);
+            continue;
+        }
+        struct create_ctx *cc = malloc(sizeof *cc);
+        if (!cc)
+            continue;
+        *cc = (struct create_ctx){a, i};
+        if (imap_conn_create(a->slots[0].conn, p->remote, on_created, cc) == 0)
+            a->n_creating++;
+        else
+            free(cc);
+    }
+    if (dry) {
+        /* In a dry run a folder that does not exist on the server yet cannot be
+         * selected: report it and leave it out. */
+        size_t w = 0;
+        for (size_t i = 0; i < a->n_pairs; i++) {
+            if (a->pairs[i].create_remote) {
+                free(a->pairs[i].remote);
+                free(a->pairs[i].local);
+                continue;
+            }
+            a->pairs[w++] = a->pairs[i];
+        }
+        a->n_pairs = w;
+    }
+    if (a->n_creating == 0)
+        start_jobs(a);
+}
+
+static void on_local_list(int st, struct repo_maildir_folder_list *list, void *arg)
+{
+    struct acct *a = arg;
+    if (st < 0 && st != -ENOENT) {
+        acct_fail(a, "cannot list local folders in %s: %s", a->cfg->local->localfolders,
+                  err_str(st));
+        acct_finish(a);
+        return;
+    }
+    plan_folders(a, st < 0 ? NULL : list);
+    if (list)
+        repo_maildir_folder_list_free(&list);
+}
+
+static void on_list_entry(struct imap_conn *c, const struct imap_list_entry *e, void *arg)
+{
+    struct acct *a = arg;
+    (void)c;
+    if (e->delim && !a->delim)
+        a->delim = e->delim;
+    if (!*e->name || (e->flags & (IMAP_LIST_NOSELECT | IMAP_LIST_NONEXISTENT)))
+        return;
+    if (!e->decoded) {
+        log_warn("Account %s: folder name %s is not valid modified UTF-7; skipped", a->cfg->name,
+                 e->raw);
+        return;
+    }
+    char **n = realloc(a->rnames, (a->n_rnames + 1) * sizeof *n);
+    if (!n)
+        return;
+    a->rnames = n;
+    if ((a->rnames[a->n_rnames] = strdup(e->name)) != NULL)
+        a->n_rnames++;
+}
+
+static void on_list_done(struct imap_conn *c, int st, const struct imap_result *res, void *arg)
+{
+    struct acct *a = arg;
+    (void)c;
+    if (st < 0) {
+        acct_fail(a, "LIST failed: %s", res && res->text && *res->text ? res->text : err_str(st));
+        acct_finish(a);
+        return;
+    }
+    int r = repo_maildir_list(a->md, on_local_list, a);
+    if (r < 0) {
+        acct_fail(a, "cannot list local folders: %s", err_str(r));
+        acct_finish(a);
+    }
+}
+
+static void on_first_conn_error(struct imap_conn *c, int code, const char *msg, void *arg)
+{
+    struct slot *s = arg;
+    (void)c;
+    (void)code;
+    s->dead = true;
+    if (!s->busy && !s->a->failed)
+        acct_fail(s->a, "%s", msg);
+}
+
+static const struct imap_conn_handlers first_handlers = {.on_error = on_first_conn_error};
+
+static void on_first_open(struct imap_conn *c, int st, const struct imap_result *res, void *arg)
+{
+    struct slot *s = arg;
+    struct acct *a = s->a;
+    (void)res;
+    s->opening = false;
+    if (st < 0) {
+        if (!a->failed)
+            acct_fail(a, "%s", imap_conn_error(c) ? imap_conn_error(c) : err_str(st));
+        acct_finish(a);
+        return;
+    }
+    int r = imap_conn_list(c, NULL, "*", on_list_entry, on_list_done, a);
+    if (r < 0) {
+        acct_fail(a, "LIST: %s", err_str(r));
+        acct_finish(a);
+    }
+}
+
+static void acct_open(struct acct *a)
+{
+    const struct config *cfg = a->run->cfg;
+    const struct config_account *ac = a->cfg;
+    const bool dry = a->run->opts->dry_run;
+    char err[512] = "";
+    int r;
+
+    if (ac->remote->type != CONFIG_REPO_IMAP && ac->remote->type != CONFIG_REPO_GMAIL) {
+        acct_fail(a, "remote repository %s must be of type IMAP (this version syncs IMAP with "
+                  "a Maildir)", ac->remote->name);
+        goto fail;
+    }
+    if (ac->local->type != CONFIG_REPO_MAILDIR && ac->local->type != CONFIG_REPO_GMAILMAILDIR) {
+        acct_fail(a, "local repository %s: IMAP <-> IMAP sync is not available yet",
+                  ac->local->name);
+        goto fail;
+    }
+    r = status_open(cfg->general.metadata, ac->name, dry, &a->status);
+    if (r == OIMAP_ELOCKED) {
+        acct_fail(a, "another oimap is syncing this account (status store in %s/oimap is "
+                  "locked)", cfg->general.metadata);
+        goto fail;
+    } else if (r < 0) {
+        acct_fail(a, "cannot open the status store in %s: %s", cfg->general.metadata,
+                  err_str(r));
+        goto fail;
+    }
+    struct repo_maildir_opts mo = {
+        .root = ac->local->localfolders,
+        .sep = ac->local->sep,
+        .fsync = cfg->general.fsync,
+        .windows_compat = ac->maildir_windows_compatible,
+    };
+    if ((r = repo_maildir_new(a->run->loop, &mo, &a->md)) < 0) {
+        acct_fail(a, "local repository %s: %s", ac->local->name, err_str(r));
+        goto fail;
+    }
+    if ((r = imap_conn_config_new(ac->remote, &a->icfg, err, sizeof err)) < 0) {
+        acct_fail(a, "%s", err[0] ? err : err_str(r));
+        goto fail;
+    }
+    size_t n_slots = (size_t)(ac->remote->maxconnections > 0 ? ac->remote->maxconnections : 1);
+    a->slots = calloc(n_slots, sizeof *a->slots);
+    if (!a->slots) {
+        acct_fail(a, "out of memory");
+        goto fail;
+    }
+    a->n_slots = n_slots;
+    struct slot *s = &a->slots[0];
+    s->a = a;
+    s->opening = true;
+    log_event("connecting", ac->name, NULL);
+    r = imap_conn_open(a->run->loop, a->icfg, &first_handlers, on_first_open, s, &s->conn);
+    if (r < 0) {
+        s->opening = false;
+        acct_fail(a, "cannot connect to %s: %s", ac->remote->remotehost, err_str(r));
+        goto fail;
+    }
+    return;
+fail:
+    acct_finish(a);
+}
+
+static int compile_folder_options(struct acct *a)
+{
+    const struct config *cfg = a->run->cfg;
+    const struct config_repo *rr = a->cfg->remote, *lr = a->cfg->local;
+    char where[512];
+    int r;
+
+#define WHERE(repo, opt, e)                                                                        \
+    snprintf(where, sizeof where, "%s:%d: [%s] %s", cfg->path, (e).line, (repo)->section, opt)
+    WHERE(rr, "folderfilter", rr->folderfilter);
+    if ((r = folder_filter_new(&rr->folderfilter, where, &a->rfilter)) < 0)
+        return r;
+    WHERE(lr, "folderfilter", lr->folderfilter);
+    if ((r = folder_filter_new(&lr->folderfilter, where, &a->lfilter)) < 0)
+        return r;
+    WHERE(rr, "nametrans", rr->nametrans);
+    if ((r = folder_trans_new(&rr->nametrans, where, &a->rtrans)) < 0)
+        return r;
+    WHERE(lr, "nametrans", lr->nametrans);
+    if ((r = folder_trans_new(&lr->nametrans, where, &a->ltrans)) < 0)
+        return r;
+    if (rr->folderincludes.text) {
+        int n = folder_parse_list(rr->folderincludes.text, &a->includes);
+        if (n < 0) {
+            WHERE(rr, "folderincludes", rr->folderincludes);
+            log_error("%s: expected a list of folder names, like ['Archive', 'Lists/dev']",
+                      where);
+            return n;
+        }
+        a->n_includes = (size_t)n;
+    }
+#undef WHERE
+    if (!folder_trans_is_identity(a->rtrans) && folder_trans_is_identity(a->ltrans))
+        log_warn("Account %s: [%s] has a nametrans but [%s] has none: folders created locally "
+                 "will be created on the server under their local names",
+                 a->cfg->name, rr->section, lr->section);
+    if (a->run->opts->folders &&
+        (r = folder_filter_new_list(a->run->opts->folders, &a->cli_filter)) < 0)
+        return r;
+    return 0;
+}
+
+static void acct_start(struct run *run, const struct config_account *cfg)
+{
+    struct acct *a = calloc(1, sizeof *a);
+    if (!a) {
+        run->failures++;
+        return;
+    }
+    a->run = run;
+    a->cfg = cfg;
+    run->running++;
+    clock_gettime(CLOCK_MONOTONIC, &a->start);
+    log_event("acct", cfg->name, NULL);
+    log_info("Account %s: syncing%s", cfg->name, run->opts->dry_run ? " (dry run)" : "");
+    if (compile_folder_options(a) < 0) {
+        a->failed = true;
+        acct_finish(a);
+        return;
+    }
+    run_hook(a, cfg->presynchook, acct_open);
+}
+
+/* ---- the end of an account -------------------------------------------------- */
+
+static void acct_free(struct acct *a)
+{
+    struct run *run = a->run;
+    if (a->failed || a->folders_failed)
+        run->failures++;
+    for (size_t i = 0; i < a->n_pairs; i++) {
+        free(a->pairs[i].remote);
+        free(a->pairs[i].local);
+    }
+    free(a->pairs);
+    for (size_t i = 0; i < a->n_rnames; i++)
+        free(a->rnames[i]);
+    free(a->rnames);
+    folder_names_free(a->includes, a->n_includes);
+    folder_filter_free(&a->rfilter);
+    folder_filter_free(&a->lfilter);
+    folder_filter_free(&a->cli_filter);
+    folder_trans_free(&a->rtrans);
+    folder_trans_free(&a->ltrans);
+    free(a->slots);
+    imap_conn_config_free(&a->icfg);
+    free(a);
+    run->running--;
+    while (run->running < run->max_running && run->next < run->cfg->n_accounts)
+        acct_start(run, &run->cfg->accounts[run->next++]);
+}
+
+static void acct_summary(struct acct *a)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double secs = (double)(now.tv_sec - a->start.tv_sec) +
+                  (double)(now.tv_nsec - a->start.tv_nsec) / 1e9;
+    const struct sync_result *t = &a->total;
+    log_info("Account %s: %s%zu folders, %zu downloaded, %zu uploaded, flags changed on %zu "
+             "local and %zu remote messages, %zu deleted locally, %zu deleted remotely, %zu "
+             "held back, %.1f s",
+             a->cfg->name, a->run->opts->dry_run ? "dry run, would do: " : "", a->n_pairs,
+             t->downloaded, t->uploaded, t->flags_near, t->flags_far, t->deleted_near,
+             t->deleted_far, t->held_back, secs);
+    if (a->folders_failed) {
+        char names[1024] = "";
+        size_t len = 0;
+        for (size_t i = 0; i < a->n_pairs && len + 3 < sizeof names; i++)
+            if (a->pairs[i].failed)
+                len += (size_t)snprintf(names + len, sizeof names - len, "%s%s",
+                                        len ? ", " : "", a->pairs[i].remote);
+        log_error("Account %s: %zu folder(s) failed: %s", a->cfg->name, a->folders_failed, names);
+    }
+    log_event("acctdone", a->cfg->name, NULL);
+}
+
+static void after_post_hook(struct acct *a)
+{
+    acct_summary(a);
+    acct_free(a);
+}
+
+static void acct_finish(struct acct *a)
+{
+    if (a->finishing)
+        return;
+    a->finishing = true;
+    for (size_t i = 0; i < a->n_slots; i++)
+        imap_conn_close(&a->slots[i].conn);
+    if (a->md)
+        repo_maildir_free(&a->md);
+    if (a->status)
+        status_close(&a->status);
+    run_hook(a, a->failed ? NULL : a->cfg->postsynchook, after_post_hook);
+}
+
+int account_run_all(uv_loop_t *loop, const struct config *cfg,
+                    const struct account_run_opts *opts)
+{
+    struct run run = {
+        .loop = loop,
+        .cfg = cfg,
+        .opts = opts,
+        .max_running = opts->single || cfg->general.maxsyncaccounts < 1
+                           ? 1
+                           : (size_t)cfg->general.maxsyncaccounts,
+    };
+    while (run.running < run.max_running && run.next < cfg->n_accounts)
+        acct_start(&run, &cfg->accounts[run.next++]);
+    uv_run(loop, UV_RUN_DEFAULT);
+    return run.failures ? 1 : 0;
+}
