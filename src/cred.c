@@ -177,10 +177,20 @@ static int read_file_first_line(const char *path, char **line_r)
     fclose(f);
     if (!buf)
         return -ENOMEM;
-    *line_r = first_line(buf, n);
+    /* offlineimap: readline().strip(): surrounding white space goes. */
+    size_t start = 0;
+    while (start < n && (buf[start] == ' ' || buf[start] == '\t'))
+        start++;
+    char *line = first_line(buf + start, n - start);
     explicit_bzero(buf, CRED_MAX_LINE);
     free(buf);
-    return *line_r ? 0 : -ENOMEM;
+    if (!line)
+        return -ENOMEM;
+    size_t len = strlen(line);
+    while (len && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+        line[--len] = '\0';
+    *line_r = line;
+    return 0;
 }
 
 static int netrc_lookup(const char *host, const char *user, char **login_r, char **pass_r)
