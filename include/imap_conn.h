@@ -110,19 +110,19 @@ struct imap_conn_config {
     const char *host;
     unsigned port;
     enum imap_tls_mode tls_mode;
-    struct tls_config *tls; /* required unless IMAP_TLS_NONE */
+    struct tls_config *tls;  /* required unless IMAP_TLS_NONE */
     bool fingerprint_pinned; /* cert_fingerprint set (for --info only) */
     const char *user;
-    const char *pass;    /* NULL if none (token-only accounts) */
-    const char *authzid; /* remote_identity, for PLAIN; may be NULL */
+    const char *pass;             /* NULL if none (token-only accounts) */
+    const char *authzid;          /* remote_identity, for PLAIN; may be NULL */
     const char *oauth2_token;     /* may be NULL */
     const char *oauth2_token_cmd; /* run in the thread pool before each
                                      XOAUTH2/OAUTHBEARER attempt; may be NULL */
-    const char *const *mechs; /* upper-case names; NULL: offlineimap's default */
+    const char *const *mechs;     /* upper-case names; NULL: offlineimap's default */
     size_t n_mechs;
-    const char *reference; /* LIST reference, "" default; may be NULL */
-    struct net_opts net;   /* family, timeout_s (socktimeout), bounds */
-    bool no_enable;        /* do not ENABLE QRESYNC/CONDSTORE after login */
+    const char *reference;  /* LIST reference, "" default; may be NULL */
+    struct net_opts net;    /* family, timeout_s (socktimeout), bounds */
+    bool no_enable;         /* do not ENABLE QRESYNC/CONDSTORE after login */
     unsigned max_in_flight; /* 0: 128 */
 };
 
@@ -131,8 +131,8 @@ struct imap_conn_config {
  * the mechanism list.  Returns 0 and *cfg_r, or a negative code with a
  * message in err: OIMAP_ECONFIG, OIMAP_EAUTH (no password and no token),
  * -ENOMEM. */
-int imap_conn_config_new(const struct config_repo *repo, struct imap_conn_config **cfg_r,
-                         char *err, size_t errlen);
+int imap_conn_config_new(const struct config_repo *repo, struct imap_conn_config **cfg_r, char *err,
+                         size_t errlen);
 /* Free a config from imap_conn_config_new() (wipes the secrets); NULLs it. */
 void imap_conn_config_free(struct imap_conn_config **cfg);
 
@@ -175,8 +175,7 @@ struct imap_conn_handlers {
     void (*on_exists)(struct imap_conn *c, uint32_t exists, void *arg);
     void (*on_expunge)(struct imap_conn *c, uint32_t seq, void *arg);
     /* set: a UID set such as "3:5,9" (not NUL-terminated); earlier: (EARLIER) */
-    void (*on_vanished)(struct imap_conn *c, const char *set, size_t len, bool earlier,
-                        void *arg);
+    void (*on_vanished)(struct imap_conn *c, const char *set, size_t len, bool earlier, void *arg);
     /* FETCH not belonging to a fetch command (flag changes by others). */
     void (*on_fetch)(struct imap_conn *c, const struct imap_fetch *f, void *arg);
     void (*on_flags)(struct imap_conn *c, unsigned flags, void *arg);
@@ -254,11 +253,11 @@ const struct imap_folder_info *imap_conn_folder(const struct imap_conn *c);
 #define IMAP_LIST_IMPORTANT 0x8000u
 
 struct imap_list_entry {
-    const char *name;  /* UTF-8; the raw name when it does not decode */
-    const char *raw;   /* as on the wire (modified UTF-7) */
-    bool decoded;      /* false: name is raw because decoding failed */
-    char delim;        /* hierarchy delimiter, 0 for NIL */
-    unsigned flags;    /* IMAP_LIST_* */
+    const char *name;       /* UTF-8; the raw name when it does not decode */
+    const char *raw;        /* as on the wire (modified UTF-7) */
+    bool decoded;           /* false: name is raw because decoding failed */
+    char delim;             /* hierarchy delimiter, 0 for NIL */
+    unsigned flags;         /* IMAP_LIST_* */
     const char *flags_text; /* the attributes as sent, "\HasNoChildren \Sent" */
 };
 typedef void (*imap_list_cb)(struct imap_conn *c, const struct imap_list_entry *e, void *arg);
@@ -270,8 +269,8 @@ int imap_conn_list(struct imap_conn *c, const char *reference, const char *patte
                    imap_list_cb on_entry, imap_done_cb done, void *arg);
 
 struct imap_select_opts {
-    bool readonly;           /* EXAMINE */
-    bool condstore;          /* (CONDSTORE) when offered and not enabled */
+    bool readonly;                /* EXAMINE */
+    bool condstore;               /* (CONDSTORE) when offered and not enabled */
     uint32_t qresync_uidvalidity; /* non-zero: (QRESYNC (uidvalidity modseq [uids])) */
     uint64_t qresync_modseq;
     const char *qresync_uids; /* known UIDs or NULL */
@@ -285,8 +284,8 @@ int imap_conn_select(struct imap_conn *c, const char *folder, const struct imap_
  * [MODSEQ] [extra]) [(CHANGEDSINCE m [VANISHED])].  on_msg for each message
  * with a UID in uidset (others go to handlers->on_fetch). */
 struct imap_fetch_opts {
-    uint64_t changedsince; /* 0: none */
-    bool vanished;         /* with changedsince, QRESYNC enabled */
+    uint64_t changedsince;   /* 0: none */
+    bool vanished;           /* with changedsince, QRESYNC enabled */
     const char *extra_items; /* e.g. "X-GM-LABELS", or NULL */
 };
 typedef void (*imap_fetch_cb)(struct imap_conn *c, const struct imap_fetch *f, void *arg);
@@ -301,8 +300,7 @@ int imap_conn_fetch_list(struct imap_conn *c, const char *uidset, const struct i
  * gets begin (size 0) and end.  The consumer may imap_conn_pause() in data
  * and imap_conn_resume() later. */
 struct imap_body_cbs {
-    void (*begin)(struct imap_conn *c, const struct imap_fetch *partial, uint64_t size,
-                  void *arg);
+    void (*begin)(struct imap_conn *c, const struct imap_fetch *partial, uint64_t size, void *arg);
     void (*data)(struct imap_conn *c, const char *chunk, size_t len, void *arg);
     void (*end)(struct imap_conn *c, const struct imap_fetch *f, void *arg);
 };
@@ -317,9 +315,9 @@ int imap_conn_fetch_body(struct imap_conn *c, const char *uidset, const struct i
  * res->append_uid is set with UIDPLUS. */
 struct imap_append_msg {
     const char *folder;
-    unsigned flags;         /* IMAP_FLAG_* (RECENT and ANY ignored) */
-    const char *keywords;   /* more flags, space separated, or NULL */
-    time_t internaldate;    /* 0: let the server choose */
+    unsigned flags;       /* IMAP_FLAG_* (RECENT and ANY ignored) */
+    const char *keywords; /* more flags, space separated, or NULL */
+    time_t internaldate;  /* 0: let the server choose */
     uint64_t size;
     const char *data;
     ssize_t (*read)(void *arg, char *buf, size_t cap);

@@ -30,7 +30,7 @@
 #define WRITE_WATERMARK (256u * 1024u) /* stop writing above this many queued bytes */
 #define WRITE_CHUNK (64u * 1024u)
 #define NONSYNC_MAX (1024u * 1024u) /* LITERAL+ up to this size, else wait for '+' */
-#define LITERAL_MINUS_MAX 4096u       /* RFC 7888 LITERAL- */
+#define LITERAL_MINUS_MAX 4096u     /* RFC 7888 LITERAL- */
 #define DEFAULT_IN_FLIGHT 128u
 
 enum part_kind { PART_TEXT, PART_MEM, PART_SRC };
@@ -168,6 +168,7 @@ static void cmd_free(struct cmd *cmd)
             memset((char *)cmd->parts[i].p, 0, (size_t)cmd->parts[i].len);
     free(cmd->buf);
     free(cmd->display);
+    free(cmd->set);
     free(cmd);
 }
 
@@ -199,7 +200,8 @@ static void update_expect(struct imap_conn *c)
 {
     if (!c->s || c->failed)
         return;
-    bool waiting = c->state == IMAP_CONN_GREETING || (c->in_flight > 0 && c->state != IMAP_CONN_IDLE);
+    bool waiting =
+        c->state == IMAP_CONN_GREETING || (c->in_flight > 0 && c->state != IMAP_CONN_IDLE);
     if (c->state == IMAP_CONN_IDLE && c->idle_done_sent)
         waiting = true;
     net_expect_data(c->s, waiting);
@@ -224,8 +226,8 @@ static void conn_failv(struct imap_conn *c, int code, bool quiet, const char *fm
         net_close(s, on_net_closed);
     }
     c->refs++;
-    struct imap_result res = {.status = IMAP_STATUS_NONE, .code_name = "", .code_args = "",
-                              .text = c->errmsg};
+    struct imap_result res = {
+        .status = IMAP_STATUS_NONE, .code_name = "", .code_args = "", .text = c->errmsg};
     if (!c->open_done) {
         c->open_done = true;
         if (c->on_open)
@@ -406,7 +408,9 @@ static void b_flush_text(struct builder *b)
         return;
     }
     struct part *p = &b->parts[b->n++];
-    *p = (struct part){.kind = PART_TEXT, .off = b->text_start, .len = b->len - b->text_start,
+    *p = (struct part){.kind = PART_TEXT,
+                       .off = b->text_start,
+                       .len = b->len - b->text_start,
                        .secret = b->text_secret};
     b->text_start = b->len;
 }
@@ -441,7 +445,8 @@ static void b_literal(struct builder *b, const char *data, uint64_t len, bool co
         return;
     }
     struct part *p = &b->parts[b->n];
-    *p = (struct part){.kind = src ? PART_SRC : PART_MEM, .wait = !ns, .secret = secret, .len = len};
+    *p =
+        (struct part){.kind = src ? PART_SRC : PART_MEM, .wait = !ns, .secret = secret, .len = len};
     if (copy) {
         size_t off = b->len;
         b_raw(b, data, (size_t)len);
@@ -535,6 +540,8 @@ static char *make_display(const struct cmd *cmd)
             for (uint64_t k = 0; k < p->len; k++)
                 if (p->p[k] != '\r' && p->p[k] != '\n')
                     d[o++] = p->p[k];
+            if (p->len && p->p[p->len - 1] == '\n' && i + 1 < cmd->n_parts)
+                d[o++] = ' '; /* a line break inside the command (literal, SASL) */
         } else {
             o += (size_t)snprintf(d + o, cap - o, "{%llu bytes}", (unsigned long long)p->len);
         }
@@ -554,6 +561,7 @@ static int submit(struct imap_conn *c, struct builder *b, struct cmd *cmd)
         if (b->b)
             memset(b->b, 0, b->len);
         free(b->b);
+        free(cmd->set);
         free(cmd);
         return e;
     }
@@ -817,7 +825,8 @@ static void log_server(struct imap_conn *c, const struct imap_response *r)
         o = (size_t)snprintf(d, sizeof d, "%.*s %s%s%.*s%s%.*s%s%.*s",
                              r->kind == IMAP_RESP_TAGGED ? (int)r->tag_len : 1,
                              r->kind == IMAP_RESP_TAGGED ? r->tag : "*", names[r->status],
-                             r->code.id ? " [" : " ", (int)(r->code.name_len > 100 ? 100 : r->code.name_len),
+                             r->code.id ? " [" : " ",
+                             (int)(r->code.name_len > 100 ? 100 : r->code.name_len),
                              r->code.name ? r->code.name : "", r->code.args_len ? " " : "",
                              (int)(r->code.args_len > 400 ? 400 : r->code.args_len),
                              r->code.args ? r->code.args : "", r->code.id ? "] " : "",
@@ -826,7 +835,8 @@ static void log_server(struct imap_conn *c, const struct imap_response *r)
         if (r->has_num)
             o = (size_t)snprintf(d, sizeof d, "* %u %.*s", r->num, (int)r->keyword_len, r->keyword);
         else
-            o = (size_t)snprintf(d, sizeof d, "* %.*s", (int)(r->keyword_len > 64 ? 64 : r->keyword_len),
+            o = (size_t)snprintf(d, sizeof d, "* %.*s",
+                                 (int)(r->keyword_len > 64 ? 64 : r->keyword_len),
                                  r->keyword ? r->keyword : "");
         if (o < sizeof d && r->tokens) {
             d[o++] = ' ';
@@ -855,8 +865,8 @@ static void finish_open(struct imap_conn *c)
 {
     c->state = IMAP_CONN_AUTHENTICATED;
     c->open_done = true;
-    struct imap_result res = {.status = IMAP_STATUS_OK, .code_name = "", .code_args = "",
-                              .text = ""};
+    struct imap_result res = {
+        .status = IMAP_STATUS_OK, .code_name = "", .code_args = "", .text = ""};
     if (c->on_open)
         c->on_open(c, 0, &res, c->arg);
 }
@@ -1057,7 +1067,8 @@ static void start_auth(struct imap_conn *c)
         static bool warned;
         if (!warned)
             log_warn("%s: plain IMAP (ssl = no, starttls = no): the password travels in clear "
-                     "text", peer(c));
+                     "text",
+                     peer(c));
         warned = true;
     }
     const char *const *mechs = cf->mechs ? cf->mechs : default_mechs;
@@ -1115,8 +1126,10 @@ static void on_starttls(struct imap_conn *c, int st, const struct imap_result *r
     if (c->failed)
         return;
     if (st != 0)
-        conn_fail(c, OIMAP_ENOTLS, "%s: the server refused STARTTLS (%s); refusing to log in in "
-                                   "plain text", peer(c), res->text);
+        conn_fail(c, OIMAP_ENOTLS,
+                  "%s: the server refused STARTTLS (%s); refusing to log in in "
+                  "plain text",
+                  peer(c), res->text);
     /* on OK, on_tagged has paused the parser; on_net_read starts the handshake */
 }
 
@@ -1126,7 +1139,8 @@ static void step_tls_or_auth(struct imap_conn *c)
         if (!imap_conn_has(c, "STARTTLS")) {
             conn_fail(c, OIMAP_ENOTLS,
                       "%s: server does not offer STARTTLS; refusing to log in in plain text "
-                      "(set starttls = no to allow plain IMAP)", peer(c));
+                      "(set starttls = no to allow plain IMAP)",
+                      peer(c));
             return;
         }
         c->state = IMAP_CONN_STARTTLS;
@@ -1181,7 +1195,8 @@ static void on_greeting(struct imap_conn *c, const struct imap_response *r)
         if (c->cfg->tls_mode == IMAP_TLS_STARTTLS) {
             conn_fail(c, OIMAP_ENOTLS,
                       "%s: the server greeted with PREAUTH, so STARTTLS is impossible; refusing "
-                      "the unprotected connection (starttls = yes)", peer(c));
+                      "the unprotected connection (starttls = yes)",
+                      peer(c));
             return;
         }
         free(c->caps_pre);
@@ -1359,8 +1374,8 @@ static int on_tagged(struct imap_conn *c, const struct imap_response *r)
 static int on_continuation(struct imap_conn *c, const struct imap_response *r)
 {
     struct cmd *cmd = c->send_cur;
-    if (cmd && cmd->started && cmd->part_idx < cmd->n_parts &&
-        cmd->parts[cmd->part_idx].wait && !cmd->got_cont) {
+    if (cmd && cmd->started && cmd->part_idx < cmd->n_parts && cmd->parts[cmd->part_idx].wait &&
+        !cmd->got_cont) {
         cmd->got_cont = true;
         schedule_pump(c);
         return 0;
@@ -1391,14 +1406,22 @@ static unsigned list_flag(const char *s, size_t n)
         const char *name;
         unsigned bit;
     } map[] = {
-        {"\\Noselect", IMAP_LIST_NOSELECT},     {"\\NoInferiors", IMAP_LIST_NOINFERIORS},
-        {"\\HasChildren", IMAP_LIST_HASCHILDREN}, {"\\HasNoChildren", IMAP_LIST_HASNOCHILDREN},
-        {"\\Marked", IMAP_LIST_MARKED},         {"\\Unmarked", IMAP_LIST_UNMARKED},
-        {"\\NonExistent", IMAP_LIST_NONEXISTENT}, {"\\Subscribed", IMAP_LIST_SUBSCRIBED},
-        {"\\All", IMAP_LIST_ALL},               {"\\Archive", IMAP_LIST_ARCHIVE},
-        {"\\Drafts", IMAP_LIST_DRAFTS},         {"\\Flagged", IMAP_LIST_FLAGGED},
-        {"\\Junk", IMAP_LIST_JUNK},             {"\\Sent", IMAP_LIST_SENT},
-        {"\\Trash", IMAP_LIST_TRASH},           {"\\Important", IMAP_LIST_IMPORTANT},
+        {"\\Noselect", IMAP_LIST_NOSELECT},
+        {"\\NoInferiors", IMAP_LIST_NOINFERIORS},
+        {"\\HasChildren", IMAP_LIST_HASCHILDREN},
+        {"\\HasNoChildren", IMAP_LIST_HASNOCHILDREN},
+        {"\\Marked", IMAP_LIST_MARKED},
+        {"\\Unmarked", IMAP_LIST_UNMARKED},
+        {"\\NonExistent", IMAP_LIST_NONEXISTENT},
+        {"\\Subscribed", IMAP_LIST_SUBSCRIBED},
+        {"\\All", IMAP_LIST_ALL},
+        {"\\Archive", IMAP_LIST_ARCHIVE},
+        {"\\Drafts", IMAP_LIST_DRAFTS},
+        {"\\Flagged", IMAP_LIST_FLAGGED},
+        {"\\Junk", IMAP_LIST_JUNK},
+        {"\\Sent", IMAP_LIST_SENT},
+        {"\\Trash", IMAP_LIST_TRASH},
+        {"\\Important", IMAP_LIST_IMPORTANT},
     };
     for (size_t i = 0; i < sizeof map / sizeof *map; i++)
         if (strlen(map[i].name) == n && strncasecmp(map[i].name, s, n) == 0)
@@ -1705,10 +1728,12 @@ static void on_net_read(struct net_stream *s, const char *data, size_t len, void
         c->tls_pending = false;
         if (dropped > 0) {
             log_warn("%s: %d bytes arrived after the STARTTLS response, before TLS: possible "
-                     "injection attack; connection dropped", peer(c), dropped);
+                     "injection attack; connection dropped",
+                     peer(c), dropped);
             conn_fail(c, OIMAP_EPROTO,
                       "%s: data injected after the STARTTLS response (%d bytes); refusing the "
-                      "connection", peer(c), dropped);
+                      "connection",
+                      peer(c), dropped);
         } else if (dropped < 0) {
             conn_fail(c, dropped, "%s: cannot start TLS: %s", peer(c), err_str(dropped));
         }
@@ -1847,8 +1872,8 @@ enum imap_conn_state imap_conn_state(const struct imap_conn *c)
 const char *imap_conn_state_name(enum imap_conn_state st)
 {
     static const char *const names[] = {
-        "RESOLVING", "CONNECTING", "TLS",      "GREETING", "CAPS",   "STARTTLS",
-        "AUTH",      "AUTHENTICATED", "SELECTED", "IDLE", "LOGOUT", "CLOSED",
+        "RESOLVING", "CONNECTING",    "TLS",      "GREETING", "CAPS",   "STARTTLS",
+        "AUTH",      "AUTHENTICATED", "SELECTED", "IDLE",     "LOGOUT", "CLOSED",
     };
     return (unsigned)st < sizeof names / sizeof *names ? names[st] : "?";
 }
@@ -1885,8 +1910,7 @@ const char *imap_conn_error(const struct imap_conn *c)
 
 const struct imap_folder_info *imap_conn_folder(const struct imap_conn *c)
 {
-    return c && (c->state == IMAP_CONN_SELECTED || c->state == IMAP_CONN_IDLE) ? &c->folder
-                                                                               : NULL;
+    return c && (c->state == IMAP_CONN_SELECTED || c->state == IMAP_CONN_IDLE) ? &c->folder : NULL;
 }
 
 /* ---- commands ------------------------------------------------------------ */
@@ -1957,7 +1981,8 @@ int imap_conn_list(struct imap_conn *c, const char *reference, const char *patte
     b_text(&b, " ");
     b_mailbox(&b, pattern);
     if (*pattern && imap_conn_has(c, "LIST-EXTENDED") && imap_conn_has(c, "SPECIAL-USE"))
-        b_text(&b, " RETURN (SPECIAL-USE)");
+        b_text(&b, imap_conn_has(c, "CHILDREN") ? " RETURN (SPECIAL-USE CHILDREN)"
+                                                : " RETURN (SPECIAL-USE)");
     return submit(c, &b, cmd);
 }
 
@@ -1988,7 +2013,8 @@ int imap_conn_select(struct imap_conn *c, const char *folder, const struct imap_
             b_raw(&b, opts->qresync_uids, strlen(opts->qresync_uids));
         }
         b_text(&b, "))");
-    } else if (opts->condstore && imap_conn_has(c, "CONDSTORE") && !imap_conn_enabled(c, "CONDSTORE")) {
+    } else if (opts->condstore && imap_conn_has(c, "CONDSTORE") &&
+               !imap_conn_enabled(c, "CONDSTORE")) {
         b_text(&b, " (CONDSTORE)");
     }
     /* SELECT leaves the current folder at once: data from now on is the new one's */
@@ -2236,8 +2262,8 @@ struct conn_config_owned {
     char *user, *pass, *fingerprints;
 };
 
-int imap_conn_config_new(const struct config_repo *repo, struct imap_conn_config **cfg_r,
-                         char *err, size_t errlen)
+int imap_conn_config_new(const struct config_repo *repo, struct imap_conn_config **cfg_r, char *err,
+                         size_t errlen)
 {
     char dummy[8];
     if (!err) {
@@ -2257,7 +2283,7 @@ int imap_conn_config_new(const struct config_repo *repo, struct imap_conn_config
     cf->label = repo->name;
     cf->host = repo->remotehost;
     cf->port = (unsigned)config_repo_port(repo);
-    cf->tls_mode = repo->ssl ? IMAP_TLS_IMPLICIT
+    cf->tls_mode = repo->ssl        ? IMAP_TLS_IMPLICIT
                    : repo->starttls ? IMAP_TLS_STARTTLS
                                     : IMAP_TLS_NONE;
     cf->reference = repo->reference ? repo->reference : "";
@@ -2266,15 +2292,16 @@ int imap_conn_config_new(const struct config_repo *repo, struct imap_conn_config
     cf->oauth2_token_cmd = repo->oauth2_access_token_cmd;
     cf->mechs = repo->auth_mechanisms.n ? (const char *const *)repo->auth_mechanisms.v : NULL;
     cf->n_mechs = repo->auth_mechanisms.n;
-    cf->net.family = repo->ipv6 < 0 ? NET_FAMILY_ANY : repo->ipv6 ? NET_FAMILY_IPV6
-                                                                  : NET_FAMILY_IPV4;
+    cf->net.family = repo->ipv6 < 0 ? NET_FAMILY_ANY
+                     : repo->ipv6   ? NET_FAMILY_IPV6
+                                    : NET_FAMILY_IPV4;
     cf->net.timeout_s = repo->socktimeout > 0 ? (unsigned)repo->socktimeout : 0;
     int rc = 0;
     if (cf->tls_mode != IMAP_TLS_NONE) {
         static const char *const versions[] = {
-            [CONFIG_SSLV_UNSET] = NULL,     [CONFIG_SSLV_SSL2] = "ssl2",
-            [CONFIG_SSLV_SSL3] = "ssl3",    [CONFIG_SSLV_SSL23] = "ssl23",
-            [CONFIG_SSLV_TLS1] = "tls1",    [CONFIG_SSLV_TLS1_1] = "tls1_1",
+            [CONFIG_SSLV_UNSET] = NULL,      [CONFIG_SSLV_SSL2] = "ssl2",
+            [CONFIG_SSLV_SSL3] = "ssl3",     [CONFIG_SSLV_SSL23] = "ssl23",
+            [CONFIG_SSLV_TLS1] = "tls1",     [CONFIG_SSLV_TLS1_1] = "tls1_1",
             [CONFIG_SSLV_TLS1_2] = "tls1_2", [CONFIG_SSLV_TLS1_3] = "tls1_3",
         };
         static const char *const levels[] = {[CONFIG_TLS_COMPAT] = "tls_compat",
@@ -2313,8 +2340,8 @@ int imap_conn_config_new(const struct config_repo *repo, struct imap_conn_config
         }
         cf->fingerprint_pinned = repo->cert_fingerprint.n > 0;
     }
-    bool token = (repo->oauth2_access_token && *repo->oauth2_access_token) ||
-                 repo->oauth2_access_token_cmd;
+    bool token =
+        (repo->oauth2_access_token && *repo->oauth2_access_token) || repo->oauth2_access_token_cmd;
     rc = cred_lookup(repo, repo->remotehost, &o->user, &o->pass);
     if (rc < 0 && !(token && rc == OIMAP_EAUTH && repo->remoteuser)) {
         snprintf(err, errlen, "[Repository %s] no usable credentials for %s (%s)", repo->name,

@@ -657,10 +657,10 @@ static int tok_data(struct imap_parser *p, const char *base, size_t end)
             if (c == '"') {
                 q++;
                 while (q < e && *q != '"') {
-                    if (*q == '\r' || *q == '\n' || *q == '\0')
-                        return fail(p, OIMAP_EPROTO, (size_t)(q - base), "bad section");
                     if (*q == '\\' && ++q == e)
                         break;
+                    if (*q == '\r' || *q == '\n' || *q == '\0')
+                        return fail(p, OIMAP_EPROTO, (size_t)(q - base), "bad section");
                     q++;
                 }
                 if (q >= e)
@@ -843,7 +843,7 @@ static int deliver(struct imap_parser *p, const char *base)
     if (p->cb.on_response)
         r = p->cb.on_response(p->ctx, &p->resp);
     reset_response(p);
-    return r;
+    return r > 0 ? IMAP_PARSE_PAUSE : r;
 }
 
 /* Limits and the consumer's choice for a literal of p->lit_size bytes. */

@@ -250,14 +250,14 @@ static void run(const uint8_t *in, size_t len, int policy, int small, int pause,
         lim.max_tokens = 100;
     }
     imap_parser_init(&p, small ? &lim : NULL, policy ? &all : &nolit, &res->t);
-    while (off < len && res->rc == 0) {
+    for (unsigned step = 0; off < len && res->rc == 0; step++) {
         size_t n;
         switch (mode) {
         case 0:
             n = len;
             break;
         case 1:
-            n = off == 0 ? (size_t)seed * len / 256 : len - off;
+            n = step == 0 ? (size_t)seed * len / 256 : len - off; /* may be 0 first */
             break;
         case 2:
             rng = rng * 1103515245u + 12345u;

@@ -128,6 +128,91 @@ def pid_alive(pid):
         return False
 
 
+def group_members(pgid, zombies=False):
+    """PIDs of live processes in process group pgid (with zombies=True:
+    only the zombies)."""
+    out = []
+    for name in os.listdir('/proc'):
+        if not name.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % name) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        # fields[0] is the state, fields[2] the process group
+        if int(fields[2]) == pgid and (fields[0] in ('Z', 'X')) == zombies:
+            out.append(int(name))
+    return out
+
+
+def _kill_group(pgid, timeout=5.0):
+    """SIGKILL every process of our master's group and wait until gone.
+    Orphans that were re-parented to us (we are a child subreaper) are
+    reaped, each by its own PID, so no zombies pile up where init does not
+    reap them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        live = group_members(pgid)
+        for pid in group_members(pgid, zombies=True):
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        if not live or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    # orphans reach us a moment after their parent died: reap what is ours
+    for _ in range(20):
+        mine = False
+        for pid in group_members(pgid, zombies=True):
+            try:
+                os.waitpid(pid, os.WNOHANG)
+                mine = True
+            except ChildProcessError:
+                pass
+        if not mine:
+            return
+        time.sleep(0.005)
+
+
+_subreaper_set = False
+
+
+def _become_subreaper():
+    """Orphaned Dovecot children re-parent to us instead of PID 1 (which,
+    in some containers, never reaps them)."""
+    global _subreaper_set
+    if _subreaper_set:
+        return
+    _subreaper_set = True
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+def _check_traversable(path):
+    """Dovecot's auth and mail processes run unprivileged: every directory
+    above ours must let others through (o+x)."""
+    p = os.path.abspath(path)
+    while True:
+        parent = os.path.dirname(p)
+        st = os.stat(p)
+        if not st.st_mode & 0o001:
+            raise DovecotError('%s (mode %o) is not traversable by other users; Dovecot\'s '
+                               'unprivileged processes need o+x on every directory above %s'
+                               % (p, st.st_mode & 0o777, path))
+        if parent == p:
+            return
+        p = parent
+
+
 def _cmdline(pid):
     try:
         with open('/proc/%d/cmdline' % pid, 'rb') as f:
@@ -355,6 +440,7 @@ class Dovecot:
         d = self.dir
         uid, gid = ensure_mail_user()
         os.chmod(d, 0o755)  # mail and auth processes must traverse it
+        _check_traversable(d)
         mail = os.path.join(d, 'mail')
         os.makedirs(mail, exist_ok=True)
         os.chown(mail, uid, gid)
@@ -424,6 +510,19 @@ class Dovecot:
     def _spawn(self, timeout, detach=False):
         """Start once on the chosen ports; None if up, else an error text."""
         log_size = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
+        # A master.pid left by an earlier instance in this directory may name
+        # a zombie (where init does not reap), which Dovecot takes for a
+        # running master: remove it when that process is really gone.
+        pidfile = os.path.join(self.dir, 'run', 'master.pid')
+        try:
+            with open(pidfile) as f:
+                old = int(f.read().split()[0])
+            if not pid_alive(old):
+                os.unlink(pidfile)
+        except (OSError, ValueError, IndexError):
+            pass
+        if not detach:
+            _become_subreaper()
         out = open(os.path.join(self.dir, 'master.out'), 'ab')
         try:
             self.proc = subprocess.Popen(
@@ -504,10 +603,7 @@ class Dovecot:
                 pass
         self._wait(pid, timeout)
         # children exit when they see the master gone; make sure none lingers
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _kill_group(pid)
         self._wait_ports_closed(2.0)
         self.proc = None
         self.pid = None
@@ -735,10 +831,7 @@ def _stop_pid(pid, ddir):
             except (ProcessLookupError, PermissionError):
                 pass
         Dovecot._wait(pid, 10)
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _kill_group(pid)
 
 
 Dovecot._stop_pid = staticmethod(_stop_pid)

@@ -233,7 +233,11 @@ class ImapSession:
                 raise ValueError('tls must be None, "starttls" or "tls"')
         if server_hostname:
             pass  # imaplib derives SNI/host check from host; kept for API symmetry
-        self.imap.login(user, password)
+        try:
+            self.imap.login(user, password)
+        except Exception:
+            self.imap.shutdown()
+            raise
         self._caps = None
         self._delim = None
         self._selected = None

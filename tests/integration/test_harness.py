@@ -130,7 +130,7 @@ class TestDovecot(util.DovecotTestCase):
             self.assertIn('Lists/dev', names)
             self.assertIn('Brouillons/Été', names)
             raw = [x for x in s.imap.list('""', '*')[1] if b'Brouillons/' in x]
-            self.assertIn(b'"Brouillons/&AMk-t&AOk-"', raw[0])
+            self.assertRegex(raw[0], rb' "?Brouillons/&AMk-t&AOk-"?$')
             s.append('Brouillons/Été', b'Subject: x\r\n\r\ny\r\n', ['\\Draft'])
             self.assertEqual(s.status('Brouillons/Été')['messages'], 1)
             self.assertTrue(os.path.isdir(os.path.join(
@@ -175,9 +175,10 @@ class TestCertificates(unittest.TestCase):
 
     def _verify_fails(self, cert, reason):
         with Dovecot(cert=cert) as dv:
-            with self.assertRaises(ssl.SSLCertVerificationError) as cm:
-                tls_connect(dv.host, dv.tls_port, dv.ca_file, '127.0.0.1')
-            self.assertIn(reason, cm.exception.verify_message)
+            for name in ('127.0.0.1', 'localhost'):
+                with self.assertRaises(ssl.SSLCertVerificationError) as cm:
+                    tls_connect(dv.host, dv.tls_port, dv.ca_file, name)
+                self.assertRegex(cm.exception.verify_message, reason)
             # STARTTLS fails the same way
             M = imaplib.IMAP4(dv.host, dv.port)
             with self.assertRaises(ssl.SSLCertVerificationError):
@@ -193,7 +194,7 @@ class TestCertificates(unittest.TestCase):
                                      dv.fingerprint())
 
     def test_wronghost(self):
-        self._verify_fails('wronghost', 'Hostname mismatch')
+        self._verify_fails('wronghost', '(IP address|Hostname) mismatch')
 
     def test_expired(self):
         self._verify_fails('expired', 'expired')
@@ -230,8 +231,8 @@ class TestLifecycle(unittest.TestCase):
         self.assertFalse(imaputil.port_open('127.0.0.1', port))
         self.assertFalse(imaputil.port_open('127.0.0.1', tls_port))
         self.assertFalse(os.path.exists(d))
-        out = subprocess.run(['pgrep', '-g', str(pid)], stdout=subprocess.PIPE).stdout
-        self.assertEqual(out.strip(), b'')
+        from dovecot import group_members
+        self.assertEqual(group_members(pid), [])  # zombies may remain where init does not reap
 
     def test_start_is_fast(self):
         t = time.monotonic()
@@ -275,6 +276,7 @@ class TestLifecycle(unittest.TestCase):
                 'import time; time.sleep(60)\n') % util.HARNESS
         p = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE)
         pid, port = map(int, p.stdout.readline().split())
+        p.stdout.close()
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
         from dovecot import pid_alive
@@ -391,7 +393,7 @@ class TestListeners(unittest.TestCase):
             M = imaplib.IMAP4(srv.host, srv.port)
             with self.assertRaises(imaplib.IMAP4.abort):
                 M.login('u', 'p')
-            self.assertRegex(srv.lines[-1], rb'LOGIN u p$')
+            self.assertRegex(srv.lines[-1], rb'LOGIN u "?p"?$')
 
     def test_starttls_injection_script(self):
         script = [(None, '* OK [CAPABILITY IMAP4rev1 STARTTLS] fake\r\n'),
@@ -425,13 +427,18 @@ class TestListeners(unittest.TestCase):
             self.assertEqual(M.login('u', 'p w')[0], 'OK')
             with self.assertRaises((TimeoutError, socket.timeout, OSError)):
                 M.select('INBOX')
+            M.shutdown()
         self.assertTrue(any(b'LOGIN u "p w"' in x for x in srv.lines))
 
     def test_implicit_tls(self):
-        with listeners.FakeImapServer(script=[(None, '* OK tls\r\n')], tls=True) as srv:
-            M = imaplib.IMAP4_SSL(srv.host, srv.port, ssl_context=ssl.create_default_context(
-                cafile=certs.get().ca_file))
+        script = [(None, '* OK tls\r\n'),
+                  ('CAPABILITY', '* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n')]
+        with listeners.FakeImapServer(script=script, tls=True, at_end='drop') as srv:
+            M = imaplib.IMAP4_SSL(srv.host, srv.port, timeout=5,
+                                  ssl_context=ssl.create_default_context(
+                                      cafile=certs.get().ca_file))
             self.assertEqual(M.welcome, b'* OK tls')
+            M.shutdown()
 
 
 class TestUtil(unittest.TestCase):

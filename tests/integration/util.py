@@ -47,6 +47,7 @@ Result = collections.namedtuple('Result', 'rc stdout stderr')
 DEFAULT_TIMEOUT = float(os.environ.get('OIMAP_TEST_TIMEOUT', '60'))
 
 _tmp_root = tempfile.mkdtemp(prefix='oimap-it-')
+os.chmod(_tmp_root, 0o755)  # a Dovecot may live below it (unprivileged processes)
 atexit.register(shutil.rmtree, _tmp_root, True)
 _live = {}  # pid -> Popen of background oimap processes
 
@@ -80,8 +81,11 @@ def oimap_bin():
 
 
 def tmpdir(prefix='t'):
-    """A fresh directory, removed when the test process exits."""
-    return tempfile.mkdtemp(prefix=prefix + '-', dir=_tmp_root)
+    """A fresh directory (mode 0755, so a Dovecot may live in it), removed
+    when the test process exits."""
+    d = tempfile.mkdtemp(prefix=prefix + '-', dir=_tmp_root)
+    os.chmod(d, 0o755)
+    return d
 
 
 def write_file(path, text, mode=0o600):

@@ -505,6 +505,8 @@ static void test_malformed(void)
     E("huge message number", "* 4294967296 EXISTS\r\n", OIMAP_EPROTO, "number");
     E("unterminated section", "* 1 FETCH (BODY[HEADER\r\n", OIMAP_EPROTO, "section");
     E("junk after section", "* 1 FETCH (BODY[]x NIL)\r\n", OIMAP_EPROTO, "section");
+    E("line end escaped in a section", "* 1 FETCH (BODY[HEADER.FIELDS (\"a\\\nb\")] NIL)\r\n",
+      OIMAP_EPROTO, "section");
     E("bad origin", "* 1 FETCH (BODY[]<1.2> NIL)\r\n", OIMAP_EPROTO, "origin");
     E("control char", "* X a\x01" "b\r\n", OIMAP_EPROTO, "control");
     /* after a good response, the error is still caught at the right place */

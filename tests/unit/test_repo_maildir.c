@@ -708,9 +708,11 @@ static void on_read_pause(struct repo_maildir_reader *rd, int st, const void *da
     }
     p->chunks++;
     p->rd = rd;
-    if (p->close_after_two && p->chunks == 2) {
-        repo_maildir_reader_close(rd);
-        p->done = 1;
+    if (p->close_after_two) {
+        if (p->chunks == 2) {
+            repo_maildir_reader_close(rd);
+            p->done = 1;
+        }
     } else
         repo_maildir_reader_pause(rd);
 }
