@@ -214,7 +214,7 @@ struct imap_response {
     const struct imap_token *tokens;
     size_t n_tokens;
     const struct imap_token *last; /* the token parsed last (NULL if none) */
-    bool partial; /* in on_literal_begin: the response so far */
+    bool partial;                  /* in on_literal_begin: the response so far */
 };
 
 /* ---- response code helpers ---------------------------------------------- */
@@ -223,13 +223,12 @@ struct imap_response {
 int imap_code_number(const struct imap_resp_code *c, uint64_t *n_r);
 
 /* APPENDUID uidvalidity uid-set (a single UID, or a set after MULTIAPPEND). */
-int imap_code_appenduid(const struct imap_resp_code *c, uint32_t *uidvalidity_r,
-                        const char **set_r, size_t *set_len_r);
+int imap_code_appenduid(const struct imap_resp_code *c, uint32_t *uidvalidity_r, const char **set_r,
+                        size_t *set_len_r);
 
 /* COPYUID uidvalidity source-set dest-set. */
-int imap_code_copyuid(const struct imap_resp_code *c, uint32_t *uidvalidity_r,
-                      const char **src_r, size_t *src_len_r, const char **dst_r,
-                      size_t *dst_len_r);
+int imap_code_copyuid(const struct imap_resp_code *c, uint32_t *uidvalidity_r, const char **src_r,
+                      size_t *src_len_r, const char **dst_r, size_t *dst_len_r);
 
 /* Space-separated words (CAPABILITY arguments, ENABLED...): start with
  * *pos = 0; returns true and the next word until the end. */
@@ -280,8 +279,8 @@ struct imap_fetch_body {
 struct imap_fetch {
     uint32_t seq;
     uint32_t uid;
-    unsigned present; /* IMAP_FETCH_* */
-    unsigned flags;   /* IMAP_FLAG_* system flags */
+    unsigned present;                   /* IMAP_FETCH_* */
+    unsigned flags;                     /* IMAP_FLAG_* system flags */
     const struct imap_token *flag_list; /* first flag token (iterate with imap_tok_next) */
     unsigned n_keywords;                /* flags that are not system flags */
     uint64_t rfc822_size;
@@ -325,7 +324,8 @@ enum { IMAP_LITERAL_KEEP = 0, IMAP_LITERAL_STREAM = 1 };
 /* All optional.  A negative return aborts feed() with that code (the parser is
  * dead afterwards). */
 struct imap_parser_callbacks {
-    /* A complete response.  0, IMAP_PARSE_PAUSE, or a negative error. */
+    /* A complete response.  0, IMAP_PARSE_PAUSE (any positive value), or a
+     * negative error. */
     int (*on_response)(void *ctx, const struct imap_response *r);
     /* A literal of size bytes starts; partial->last is the token before it
      * (e.g. BODY[]).  IMAP_LITERAL_KEEP, IMAP_LITERAL_STREAM or an error. */

@@ -81,9 +81,8 @@ int maildir_name_parse(const char *name, char infosep, struct maildir_name *r);
  * that is empty or contains '/', ',', ':', '!' or starts with '.', or for an
  * fmd5 that is not 32 hex digits, or -ENAMETOOLONG when it does not fit in
  * size bytes or exceeds MAILDIR_NAME_MAX. */
-int maildir_name_format(char *buf, size_t size, const char *unique, uint32_t uid,
-                        const char *fmd5, char infosep, const struct maildir_flags *flags,
-                        bool with_info);
+int maildir_name_format(char *buf, size_t size, const char *unique, uint32_t uid, const char *fmd5,
+                        char infosep, const struct maildir_flags *flags, bool with_info);
 
 /* Rewrite name with new flags: everything before the info part is kept byte
  * for byte; the info part becomes "<sep>2,<flags>".  Returns the length, or

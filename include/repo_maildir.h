@@ -172,8 +172,9 @@ int repo_maildir_write(struct repo_maildir_writer *w, const void *buf, size_t le
 /* Finish: write the rest, set the mtime, fsync (if on), close, rename into
  * new/ or cur/ under its final name, fsync that directory, then cb.  The
  * writer is consumed (even on error). */
-int repo_maildir_deliver_commit(struct repo_maildir_writer *w, const struct repo_maildir_delivery *d,
-                                repo_maildir_deliver_cb cb, void *arg);
+int repo_maildir_deliver_commit(struct repo_maildir_writer *w,
+                                const struct repo_maildir_delivery *d, repo_maildir_deliver_cb cb,
+                                void *arg);
 /* Give up: the tmp file is removed in the background; the writer is consumed. */
 void repo_maildir_deliver_abort(struct repo_maildir_writer *w);
 
@@ -188,8 +189,8 @@ struct repo_maildir_batch_item {
     bool in_new;
     void *user; /* as given to repo_maildir_batch_add */
 };
-typedef void (*repo_maildir_batch_cb)(int st, const struct repo_maildir_batch_item *items,
-                                      size_t n, void *arg);
+typedef void (*repo_maildir_batch_cb)(int st, const struct repo_maildir_batch_item *items, size_t n,
+                                      void *arg);
 int repo_maildir_batch_new(struct repo_maildir_folder *f, struct repo_maildir_batch **b_r);
 /* The writer is consumed.  Returns 0 or -ENOMEM (then the writer was aborted). */
 int repo_maildir_batch_add(struct repo_maildir_batch *b, struct repo_maildir_writer *w,
@@ -209,8 +210,8 @@ int repo_maildir_set_flags(struct repo_maildir_folder *f, bool in_new, const cha
                            const struct maildir_flags *flags, unsigned opflags,
                            repo_maildir_deliver_cb cb, void *arg);
 /* Rename a message to carry ,U=<uid>,FMD5=<this folder's> (uid > 0). */
-int repo_maildir_set_uid(struct repo_maildir_folder *f, bool in_new, const char *name,
-                         uint32_t uid, unsigned opflags, repo_maildir_deliver_cb cb, void *arg);
+int repo_maildir_set_uid(struct repo_maildir_folder *f, bool in_new, const char *name, uint32_t uid,
+                         unsigned opflags, repo_maildir_deliver_cb cb, void *arg);
 /* Unlink a message, then fsync its directory. */
 int repo_maildir_delete(struct repo_maildir_folder *f, bool in_new, const char *name,
                         unsigned opflags, repo_maildir_done_cb cb, void *arg);

@@ -36,6 +36,7 @@ enum { EV_DONE, EV_LITERAL, EV_MORE, EV_ERR };
 
 /* Byte classes for the tokeniser. */
 enum { B, A, S, LP, RP, DQ, LB, CR, LF, BR };
+/* clang-format off */
 static const unsigned char cls[256] = {
     B, B, B, B, B, B, B, B, B, B, LF, B, B, CR, B, B,
     B, B, B, B, B, B, B, B, B, B, B, B, B, B, B, B,
@@ -54,6 +55,7 @@ static const unsigned char cls[256] = {
     A, A, A, A, A, A, A, A, A, A, A, A, A, A, A, A,
     A, A, A, A, A, A, A, A, A, A, A, A, A, A, A, A,
 };
+/* clang-format on */
 
 static inline bool is_digit(unsigned char c)
 {
@@ -207,8 +209,7 @@ static __attribute__((format(printf, 4, 5))) int fail(struct imap_parser *p, int
     n = (size_t)vsnprintf(p->errmsg, sizeof(p->errmsg), fmt, ap);
     va_end(ap);
     if (n < sizeof(p->errmsg))
-        snprintf(p->errmsg + n, sizeof(p->errmsg) - n, " at offset %llu",
-                 (unsigned long long)off);
+        snprintf(p->errmsg + n, sizeof(p->errmsg) - n, " at offset %llu", (unsigned long long)off);
     p->err = code;
     return EV_ERR;
 }
@@ -316,13 +317,13 @@ static const struct {
     const char *name;
     int id;
 } data_names[] = {
-    {"FETCH", IMAP_DATA_FETCH},       {"EXISTS", IMAP_DATA_EXISTS},
-    {"EXPUNGE", IMAP_DATA_EXPUNGE},   {"RECENT", IMAP_DATA_RECENT},
-    {"FLAGS", IMAP_DATA_FLAGS},       {"CAPABILITY", IMAP_DATA_CAPABILITY},
-    {"LIST", IMAP_DATA_LIST},         {"LSUB", IMAP_DATA_LSUB},
-    {"STATUS", IMAP_DATA_STATUS},     {"SEARCH", IMAP_DATA_SEARCH},
-    {"ESEARCH", IMAP_DATA_ESEARCH},   {"VANISHED", IMAP_DATA_VANISHED},
-    {"ENABLED", IMAP_DATA_ENABLED},   {"NAMESPACE", IMAP_DATA_NAMESPACE},
+    {"FETCH", IMAP_DATA_FETCH},     {"EXISTS", IMAP_DATA_EXISTS},
+    {"EXPUNGE", IMAP_DATA_EXPUNGE}, {"RECENT", IMAP_DATA_RECENT},
+    {"FLAGS", IMAP_DATA_FLAGS},     {"CAPABILITY", IMAP_DATA_CAPABILITY},
+    {"LIST", IMAP_DATA_LIST},       {"LSUB", IMAP_DATA_LSUB},
+    {"STATUS", IMAP_DATA_STATUS},   {"SEARCH", IMAP_DATA_SEARCH},
+    {"ESEARCH", IMAP_DATA_ESEARCH}, {"VANISHED", IMAP_DATA_VANISHED},
+    {"ENABLED", IMAP_DATA_ENABLED}, {"NAMESPACE", IMAP_DATA_NAMESPACE},
     {"ID", IMAP_DATA_ID},
 };
 
@@ -513,8 +514,8 @@ static int tok_data(struct imap_parser *p, const char *base, size_t end)
             goto eol;
         case LP:
             if (p->depth >= p->lim.max_depth)
-                return fail(p, OIMAP_ETOOBIG, (size_t)(s - base),
-                            "lists nested deeper than %u", p->lim.max_depth);
+                return fail(p, OIMAP_ETOOBIG, (size_t)(s - base), "lists nested deeper than %u",
+                            p->lim.max_depth);
             t = push(p, IMAP_TOK_LIST, 0, 0, (size_t)(s - base));
             if (!t)
                 return EV_ERR;
@@ -635,8 +636,7 @@ static int tok_data(struct imap_parser *p, const char *base, size_t end)
         if (q - t0 == 3 && ieq(t0, 3, "NIL"))
             t = push(p, IMAP_TOK_NIL, (size_t)(t0 - base), 3, (size_t)(q - base));
         else
-            t = push(p, IMAP_TOK_ATOM, (size_t)(t0 - base), (size_t)(q - t0),
-                     (size_t)(q - base));
+            t = push(p, IMAP_TOK_ATOM, (size_t)(t0 - base), (size_t)(q - t0), (size_t)(q - base));
         if (!t)
             return EV_ERR;
         s = q;
@@ -866,7 +866,8 @@ static int literal_decide(struct imap_parser *p, const char *base)
     }
     if (how == IMAP_LITERAL_STREAM)
         return how;
-    if (size > p->lim.max_inline_literal - p->lit_bytes || p->lit_bytes > p->lim.max_inline_literal) {
+    if (size > p->lim.max_inline_literal - p->lit_bytes ||
+        p->lit_bytes > p->lim.max_inline_literal) {
         fail(p, OIMAP_ETOOBIG, p->pos, "literal of %llu bytes exceeds the inline limit %zu",
              (unsigned long long)size, p->lim.max_inline_literal);
         return p->err;
@@ -1225,8 +1226,8 @@ static int take_uidvalidity(const char **sp, const char *e, uint32_t *uv_r)
     return 0;
 }
 
-int imap_code_appenduid(const struct imap_resp_code *c, uint32_t *uidvalidity_r,
-                        const char **set_r, size_t *set_len_r)
+int imap_code_appenduid(const struct imap_resp_code *c, uint32_t *uidvalidity_r, const char **set_r,
+                        size_t *set_len_r)
 {
     const char *s, *e;
     if (!c || c->id != IMAP_CODE_APPENDUID || !c->args)
@@ -1238,9 +1239,8 @@ int imap_code_appenduid(const struct imap_resp_code *c, uint32_t *uidvalidity_r,
     return skip_sp(s, e) == e ? 0 : OIMAP_EPROTO;
 }
 
-int imap_code_copyuid(const struct imap_resp_code *c, uint32_t *uidvalidity_r,
-                      const char **src_r, size_t *src_len_r, const char **dst_r,
-                      size_t *dst_len_r)
+int imap_code_copyuid(const struct imap_resp_code *c, uint32_t *uidvalidity_r, const char **src_r,
+                      size_t *src_len_r, const char **dst_r, size_t *dst_len_r)
 {
     const char *s, *e;
     if (!c || c->id != IMAP_CODE_COPYUID || !c->args)
@@ -1419,8 +1419,8 @@ int imap_parse_date_time(const char *s, size_t len, time_t *t_r)
         return OIMAP_EPROTO;
     s += dl;
     /* "-Mon-yyyy hh:mm:ss +zzzz" is exactly 24 bytes */
-    if (e - s != 24 || s[0] != '-' || s[4] != '-' || s[9] != ' ' || s[12] != ':' ||
-        s[15] != ':' || s[18] != ' ' || (s[19] != '+' && s[19] != '-'))
+    if (e - s != 24 || s[0] != '-' || s[4] != '-' || s[9] != ' ' || s[12] != ':' || s[15] != ':' ||
+        s[18] != ' ' || (s[19] != '+' && s[19] != '-'))
         return OIMAP_EPROTO;
     for (unsigned i = 0; i < 12; i++) {
         if (lower((unsigned char)s[1]) == months[3 * i] &&
@@ -1447,8 +1447,9 @@ static bool is_body_item(const struct imap_token *t)
 {
     if (t->kind == IMAP_TOK_SECTION)
         return true;
-    return t->kind == IMAP_TOK_ATOM && (imap_tok_is(t, "RFC822") || imap_tok_is(t, "RFC822.HEADER") ||
-                                        imap_tok_is(t, "RFC822.TEXT"));
+    return t->kind == IMAP_TOK_ATOM &&
+           (imap_tok_is(t, "RFC822") || imap_tok_is(t, "RFC822.HEADER") ||
+            imap_tok_is(t, "RFC822.TEXT"));
 }
 
 int imap_fetch_decode(const struct imap_response *r, struct imap_fetch *f)

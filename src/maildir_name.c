@@ -211,9 +211,8 @@ static bool valid_infosep(char c)
     return c == ':' || c == '!';
 }
 
-int maildir_name_format(char *buf, size_t size, const char *unique, uint32_t uid,
-                        const char *fmd5, char infosep, const struct maildir_flags *flags,
-                        bool with_info)
+int maildir_name_format(char *buf, size_t size, const char *unique, uint32_t uid, const char *fmd5,
+                        char infosep, const struct maildir_flags *flags, bool with_info)
 {
     static const struct maildir_flags none;
     if (!flags)
@@ -312,8 +311,8 @@ int maildir_name_unique_fmt(char *buf, size_t size, int64_t t, uint64_t seq, lon
 {
     struct sb b = {buf, size, 0};
     char tmp[64];
-    int n = snprintf(tmp, sizeof(tmp), "%lld_%llu.%ld.", (long long)t, (unsigned long long)seq,
-                     pid);
+    int n =
+        snprintf(tmp, sizeof(tmp), "%lld_%llu.%ld.", (long long)t, (unsigned long long)seq, pid);
     sb_put(&b, tmp, (size_t)n);
     if (!host || !*host)
         host = "localhost";

@@ -109,6 +109,9 @@ int main(int argc, char **argv)
 
     log_init(opts.info ? LOG_UI_BASIC : pick_ui(&opts, cfg), NULL, opts.debug_cats);
 
+    /* Maildir durability runs as concurrent fsyncs in the threadpool; libuv's
+     * default of 4 threads caps that concurrency (the user's setting wins). */
+    setenv("UV_THREADPOOL_SIZE", "16", 0);
     uv_loop_t *loop = uv_default_loop();
     if (opts.info) {
         config_print_info(cfg, stdout);

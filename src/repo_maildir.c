@@ -398,8 +398,7 @@ static int list_add(struct list_job *lj, const struct repo_maildir *md, const ch
     return 0;
 }
 
-static int list_walk(struct list_job *lj, const struct repo_maildir *md, const char *rel,
-                     int depth)
+static int list_walk(struct list_job *lj, const struct repo_maildir *md, const char *rel, int depth)
 {
     char path[PATH_MAX];
     if (snprintf(path, sizeof(path), "%s%s%s", md->root, rel[0] ? "/" : "", rel) >=
@@ -418,8 +417,7 @@ static int list_walk(struct list_job *lj, const struct repo_maildir *md, const c
         char child[PATH_MAX], crel[PATH_MAX];
         struct stat st;
         if (snprintf(child, sizeof(child), "%s/%s", path, dn) >= (int)sizeof(child) ||
-            snprintf(crel, sizeof(crel), "%s%s%s", rel, rel[0] ? "/" : "", dn) >=
-                (int)sizeof(crel))
+            snprintf(crel, sizeof(crel), "%s%s%s", rel, rel[0] ? "/" : "", dn) >= (int)sizeof(crel))
             continue;
         if (stat(child, &st) < 0 || !S_ISDIR(st.st_mode))
             continue;
@@ -474,8 +472,8 @@ static void list_done(struct job *j)
     struct list_job *lj = container_of(j, struct list_job, j);
     struct repo_maildir *md = j->md;
     for (size_t i = 0; i < lj->nbad; i++) {
-        log_warn("maildir %s: folder '%s' has no safe IMAP name with sep '%s'; skipped",
-                 md->root, lj->bad[i], md->sep);
+        log_warn("maildir %s: folder '%s' has no safe IMAP name with sep '%s'; skipped", md->root,
+                 lj->bad[i], md->sep);
         free(lj->bad[i]);
     }
     free(lj->bad);
@@ -575,8 +573,7 @@ static void open_done(struct job *j)
         folder_unref(f); /* md outlives this: we are inside a dispatch */
         f = NULL;
     } else {
-        LOG_DEBUG(LOGC_MAILDIR, "maildir: opened '%s' at %s (fmd5 %s)", f->name, f->path,
-                  f->fmd5);
+        LOG_DEBUG(LOGC_MAILDIR, "maildir: opened '%s' at %s (fmd5 %s)", f->name, f->path, f->fmd5);
     }
     oj->cb(oj->st, f, oj->arg);
     free(oj);
@@ -807,8 +804,8 @@ static void scan_done(struct job *j)
     } else {
         for (size_t i = 0; i < l->n; i++)
             if (l->v[i].dup_uid)
-                log_warn("maildir '%s': UID %u is carried by more than one file: %s/%s",
-                         f->name, l->v[i].uid, subname(l->v[i].in_new), l->v[i].name);
+                log_warn("maildir '%s': UID %u is carried by more than one file: %s/%s", f->name,
+                         l->v[i].uid, subname(l->v[i].in_new), l->v[i].name);
         LOG_DEBUG(LOGC_MAILDIR, "maildir '%s': scanned %zu messages, %zu stray, %zu duplicate UIDs",
                   f->name, l->n, l->n_stray, l->n_dup);
     }
@@ -972,8 +969,8 @@ static void op_done(struct job *j)
     free(oj);
 }
 
-static int op_start(struct repo_maildir_folder *f, enum op_kind kind, bool in_new,
-                    const char *name, struct op_job **oj_r)
+static int op_start(struct repo_maildir_folder *f, enum op_kind kind, bool in_new, const char *name,
+                    struct op_job **oj_r)
 {
     if (name && (strlen(name) >= NAMEBUF || !name[0] || strchr(name, '/') || name[0] == '.'))
         return OIMAP_ENAME;
@@ -1011,8 +1008,8 @@ int repo_maildir_set_flags(struct repo_maildir_folder *f, bool in_new, const cha
     return 0;
 }
 
-int repo_maildir_set_uid(struct repo_maildir_folder *f, bool in_new, const char *name,
-                         uint32_t uid, unsigned opflags, repo_maildir_deliver_cb cb, void *arg)
+int repo_maildir_set_uid(struct repo_maildir_folder *f, bool in_new, const char *name, uint32_t uid,
+                         unsigned opflags, repo_maildir_deliver_cb cb, void *arg)
 {
     if (uid == 0)
         return OIMAP_ENAME;
@@ -1108,12 +1105,12 @@ struct repo_maildir_writer {
     bool created; /* the tmp file exists (so abort must remove it) */
     int err;
     bool busy, aborted, finishing;
-    bool jabort; /* snapshot of aborted for the running job */
-    int jerr;    /* the running job's copy of err */
-    struct chunk *cur;          /* being filled by repo_maildir_write */
+    bool jabort;                 /* snapshot of aborted for the running job */
+    int jerr;                    /* the running job's copy of err */
+    struct chunk *cur;           /* being filled by repo_maildir_write */
     struct chunk *qhead, *qtail; /* full, waiting for the pool */
-    struct chunk *jchunk;       /* the chunk the running job writes */
-    bool jfinal;                /* the running job finishes the file */
+    struct chunk *jchunk;        /* the chunk the running job writes */
+    bool jfinal;                 /* the running job finishes the file */
     size_t buffered;
     bool want_drain;
     repo_maildir_drain_cb drain;
@@ -1213,15 +1210,14 @@ static void writer_done(struct job *j)
         w->jchunk = NULL;
     }
     if (w->aborted && !w->created && w->fd < 0) {
-        LOG_DEBUG(LOGC_MAILDIR, "maildir '%s': delivery tmp/%s aborted", w->f->name,
-                  w->tmpname);
+        LOG_DEBUG(LOGC_MAILDIR, "maildir '%s': delivery tmp/%s aborted", w->f->name, w->tmpname);
         writer_destroy(w);
         return;
     }
     if (w->jfinal && !w->aborted) {
         LOG_DEBUG(LOGC_MAILDIR, "maildir '%s': wrote tmp/%s (%llu bytes)%s: %s", w->f->name,
-                  w->tmpname, (unsigned long long)w->bytes,
-                  w->f->md->fsync ? ", fsynced" : "", err_str(w->err));
+                  w->tmpname, (unsigned long long)w->bytes, w->f->md->fsync ? ", fsynced" : "",
+                  err_str(w->err));
         struct repo_maildir_batch *b = w->batch;
         size_t idx = w->idx;
         int st = w->err;
@@ -1461,14 +1457,13 @@ static void batch_done(struct job *j)
             log_error("maildir '%s': delivery of UID %u failed: %s", f->name, it->d.uid,
                       err_str(it->st));
         } else
-            LOG_DEBUG(LOGC_MAILDIR, "maildir '%s': delivered UID %u as %s/%s", f->name,
-                      it->d.uid, subname(it->in_new), it->name);
+            LOG_DEBUG(LOGC_MAILDIR, "maildir '%s': delivered UID %u as %s/%s", f->name, it->d.uid,
+                      subname(it->in_new), it->name);
         if (out)
-            out[i] = (struct repo_maildir_batch_item){it->st, it->d.uid, it->name, it->in_new,
-                                                      it->user};
+            out[i] =
+                (struct repo_maildir_batch_item){it->st, it->d.uid, it->name, it->in_new, it->user};
     }
-    LOG_DEBUG(LOGC_MAILDIR, "maildir '%s': batch of %zu committed: %s", f->name, b->n,
-              err_str(st));
+    LOG_DEBUG(LOGC_MAILDIR, "maildir '%s': batch of %zu committed: %s", f->name, b->n, err_str(st));
     if (b->single_cb) {
         if (b->n == 1)
             b->single_cb(b->items[0].st, b->items[0].st < 0 ? NULL : b->items[0].name,
@@ -1509,8 +1504,9 @@ int repo_maildir_batch_commit(struct repo_maildir_batch *b, repo_maildir_batch_c
     return 0;
 }
 
-int repo_maildir_deliver_commit(struct repo_maildir_writer *w, const struct repo_maildir_delivery *d,
-                                repo_maildir_deliver_cb cb, void *arg)
+int repo_maildir_deliver_commit(struct repo_maildir_writer *w,
+                                const struct repo_maildir_delivery *d, repo_maildir_deliver_cb cb,
+                                void *arg)
 {
     struct repo_maildir_batch *b;
     int rc = repo_maildir_batch_new(w->f, &b);
@@ -1597,8 +1593,8 @@ static void reader_done(struct job *j)
     }
     if (r->st < 0 || r->eof) {
         if (r->st < 0)
-            log_warn("maildir '%s': cannot read %s/%s: %s", r->f->name, subname(r->in_new),
-                     r->name, err_str(r->st));
+            log_warn("maildir '%s': cannot read %s/%s: %s", r->f->name, subname(r->in_new), r->name,
+                     err_str(r->st));
         LOG_DEBUG(LOGC_MAILDIR, "maildir '%s': read %s/%s: %llu bytes, %s", r->f->name,
                   subname(r->in_new), r->name, (unsigned long long)r->off, err_str(r->st));
         r->in_cb = true;

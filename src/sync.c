@@ -66,6 +66,8 @@
 #define UL_BATCH_BYTES (16u << 20)
 #define UIDSET_MAX 4000             /* bytes of one UID set on a command line */
 #define READ_BUF (256u << 10)
+#define RECHECK_MS 1500             /* see lookups_done() */
+#define RECHECK_AGE 600             /* seconds */
 
 struct sync_ctx;
 typedef void (*sync_phase_fn)(struct sync_ctx *c);
@@ -79,6 +81,7 @@ struct sync_intent {
     plan_flags_t flags;
     char tuid[STATUS_TUID_MAX + 1];
     char *name;           /* upload: the source file name */
+    int64_t time;         /* when the intent was committed */
     bool resolved;        /* looked up on far */
     uint32_t found_uid;   /* ... with this result (0: absent) */
 };
@@ -138,6 +141,9 @@ struct sync_ctx {
     uint32_t *tmp_uids;
     size_t ntmp;
     bool far_expunge_ok;
+    size_t lk_next; /* next lookup / upload search (one at a time) */
+    bool rechecked;
+    uv_timer_t timer;
 };
 
 static void sync_log_plan(struct sync_ctx *c);
@@ -449,6 +455,7 @@ static int load_intent(const struct status_intent *in, void *arg)
     s->src_uid = in->src_uid;
     s->result_uid = in->result_uid;
     s->flags = in->flags;
+    s->time = in->time;
     if (in->tuid)
         snprintf(s->tuid, sizeof s->tuid, "%s", in->tuid);
     if (in->name && !(s->name = strdup(in->name)))
@@ -704,13 +711,15 @@ static int build_input(struct sync_ctx *c, struct plan_input *in)
 
 static void lookups_done(struct sync_ctx *c);
 
+static void lookup_next(struct sync_ctx *c);
+
 static void on_lookup(struct imap_conn *conn, int st, const struct imap_result *res, void *arg)
 {
     struct sync_lookup *l = arg;
     struct sync_ctx *c = l->c;
     (void)conn;
     if (st < 0) {
-        sync_fail_imap(c, st, res, "UID SEARCH HEADER X-OIMAP-TUID failed");
+        sync_fail_imap(c, st, res, "UID SEARCH HEADER " SYNC_TUID_HEADER " failed");
     } else {
         struct sync_intent *s = &c->sin[l->intent];
         s->resolved = true;
@@ -724,14 +733,19 @@ static void on_lookup(struct imap_conn *conn, int st, const struct imap_result *
                   (unsigned long long)s->id, s->tuid, s->found_uid);
     }
     free(l);
+    lookup_next(c);
     sync_op_end(c);
 }
 
-static void lookups_setup(struct sync_ctx *c)
+/* One UID SEARCH at a time: an untagged SEARCH response names no command,
+ * so pipelined searches could be answered out of turn. */
+static void lookup_next(struct sync_ctx *c)
 {
-    for (size_t i = 0; i < c->plan->nlookups && c->rc == 0; i++) {
-        const struct plan_lookup *pl = &c->plan->lookups[i];
+    while (c->rc == 0 && c->lk_next < c->plan->nlookups) {
+        const struct plan_lookup *pl = &c->plan->lookups[c->lk_next++];
         struct sync_intent *s = &c->sin[pl->intent];
+        if (s->resolved)
+            continue;
         if (pl->side != PLAN_FAR || !s->tuid[0]) {
             /* No marker recorded: the copy cannot be found; say absent. */
             s->resolved = true;
@@ -752,7 +766,14 @@ static void lookups_setup(struct sync_ctx *c)
             return;
         }
         sync_op_begin(c);
+        return;
     }
+}
+
+static void lookups_setup(struct sync_ctx *c)
+{
+    c->lk_next = 0;
+    lookup_next(c);
 }
 
 static void run_plan(struct sync_ctx *c)
@@ -800,8 +821,50 @@ static void run_plan(struct sync_ctx *c)
     sync_execute(c);
 }
 
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct sync_ctx *c = h->data;
+    c->lk_next = 0;
+    lookup_next(c);
+    sync_op_end(c);
+}
+
+static void on_recheck_timer(uv_timer_t *t)
+{
+    uv_close((uv_handle_t *)t, on_timer_closed);
+}
+
+static void recheck_setup(struct sync_ctx *c)
+{
+    uv_timer_init(c->job.loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_start(&c->timer, on_recheck_timer, RECHECK_MS, 0);
+    sync_op_begin(c);
+}
+
+/* An APPEND of a killed run may still be in the server's input buffer and
+ * be stored only after our search (the server's process for the dead
+ * connection finishes its pipelined commands on its own time).  So a recent
+ * upload intent whose copy was not found is searched for once more after a
+ * pause before it is given up and the message uploaded again. */
 static void lookups_done(struct sync_ctx *c)
 {
+    int64_t now = (int64_t)time(NULL);
+    bool again = false;
+    for (size_t i = 0; !c->rechecked && i < c->plan->nlookups; i++) {
+        struct sync_intent *s = &c->sin[c->plan->lookups[i].intent];
+        if (s->resolved && !s->found_uid && s->tuid[0] && now - s->time < RECHECK_AGE) {
+            s->resolved = false;
+            again = true;
+        }
+    }
+    if (again) {
+        c->rechecked = true;
+        LOG_DEBUG(LOGC_SYNC, "%s: recent uploads not found: searching again in %d ms",
+                  c->job.remote_name, RECHECK_MS);
+        sync_phase(c, recheck_setup, lookups_done);
+        return;
+    }
     run_plan(c);
 }
 
@@ -1786,6 +1849,8 @@ static void ul_append_setup(struct sync_ctx *c)
     }
 }
 
+static void ul_search_next(struct sync_ctx *c);
+
 static void on_ul_search(struct imap_conn *conn, int st, const struct imap_result *res, void *arg)
 {
     struct sync_upload *u = arg;
@@ -1803,14 +1868,16 @@ static void on_ul_search(struct imap_conn *conn, int st, const struct imap_resul
                       "header; it will be looked up again next time",
                       c->nl->v[u->near_idx].name, SYNC_TUID_HEADER);
     }
+    ul_search_next(c);
     sync_op_end(c);
 }
 
-/* Without UIDPLUS (or without an APPENDUID): find the copy by its marker. */
-static void ul_search_setup(struct sync_ctx *c)
+/* Without UIDPLUS (or without an APPENDUID): find the copy by its marker,
+ * one search at a time (see lookup_next). */
+static void ul_search_next(struct sync_ctx *c)
 {
-    for (size_t i = 0; i < c->nul && c->rc == 0; i++) {
-        struct sync_upload *u = &c->ul[i];
+    while (c->rc == 0 && c->lk_next < c->nul) {
+        struct sync_upload *u = &c->ul[c->lk_next++];
         if (u->uid)
             continue;
         int rc = imap_conn_search_header(c->job.conn, SYNC_TUID_HEADER, u->tuid, on_ul_search, u);
@@ -1818,7 +1885,14 @@ static void ul_search_setup(struct sync_ctx *c)
             sync_fail(c, rc, "UID SEARCH: %s", err_str(rc));
         else
             sync_op_begin(c);
+        return;
     }
+}
+
+static void ul_search_setup(struct sync_ctx *c)
+{
+    c->lk_next = 0;
+    ul_search_next(c);
 }
 
 static void ul_rename_setup(struct sync_ctx *c)

@@ -13,6 +13,7 @@
  *   tests/fuzz/fuzz_imap_parse.c src/imap_parse.c src/err.c -o /tmp/fuzz_imap_parse
  *   && /tmp/fuzz_imap_parse -max_len=8192 CORPUSDIR tests/fuzz/seeds/imap_parse */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,8 +88,7 @@ static void put_tokens(struct tr *t, const struct imap_response *r)
 
 static void put_head(struct tr *t, const struct imap_response *r)
 {
-    putf(t, "k%d s%d n%d:%u d%d c%d ", r->kind, r->status, r->has_num, r->num, r->data,
-         r->code.id);
+    putf(t, "k%d s%d n%d:%u d%d c%d ", r->kind, r->status, r->has_num, r->num, r->data, r->code.id);
     put(t, r->tag, r->tag_len);
     put(t, "|", 1);
     put(t, r->keyword, r->keyword_len);
@@ -139,8 +139,8 @@ static void put_fetch(struct tr *t, const struct imap_response *r)
     struct imap_fetch f;
     int e = imap_fetch_decode(r, &f);
     putf(t, " F%d %u %u %x %u %llu %lld %llu %u", e, f.uid, f.present, f.flags, f.n_keywords,
-         (unsigned long long)f.rfc822_size, (long long)f.internaldate,
-         (unsigned long long)f.modseq, f.n_bodies);
+         (unsigned long long)f.rfc822_size, (long long)f.internaldate, (unsigned long long)f.modseq,
+         f.n_bodies);
     for (unsigned i = 0; e == 0 && i < f.n_bodies; i++) {
         putf(t, " b%d%d%llu", f.bodies[i].streamed, f.bodies[i].nil,
              (unsigned long long)f.bodies[i].size);
@@ -303,11 +303,17 @@ static void run(const uint8_t *in, size_t len, int policy, int small, int pause,
     imap_parser_deinit(&p);
 }
 
+/* Which error wins when a line is both too long and malformed depends on
+ * where the buffer was cut (the buffered path checks the length before it
+ * tokenises the line): then only "both failed, one with ETOOBIG" is required. */
 static void same(const struct result *a, const struct result *b)
 {
-    if (a->rc != b->rc || a->t.len != b->t.len ||
-        (a->t.len && memcmp(a->t.s, b->t.s, a->t.len) != 0) || strcmp(a->err, b->err) != 0) {
-        fprintf(stderr, "MISMATCH rc %d vs %d\nerr '%s' vs '%s'\n--- whole:\n%.*s\n--- other:\n%.*s\n",
+    bool rc_ok = a->rc == b->rc && strcmp(a->err, b->err) == 0;
+    if (!rc_ok && a->rc < 0 && b->rc < 0 && (a->rc == OIMAP_ETOOBIG || b->rc == OIMAP_ETOOBIG))
+        rc_ok = true;
+    if (!rc_ok || a->t.len != b->t.len || (a->t.len && memcmp(a->t.s, b->t.s, a->t.len) != 0)) {
+        fprintf(stderr,
+                "MISMATCH rc %d vs %d\nerr '%s' vs '%s'\n--- whole:\n%.*s\n--- other:\n%.*s\n",
                 a->rc, b->rc, a->err, b->err, (int)a->t.len, a->t.s, (int)b->t.len, b->t.s);
         abort();
     }

@@ -259,6 +259,8 @@ def fill(dovecot, user, n, seed=1, folders=DEFAULT_FOLDERS, min_size=2048, max_s
         by_folder[m.folder].append(m)
     with dovecot.session(user) as s:
         delim = s.delimiter or '/'
+        for name in by_folder:  # serially: see lock_method in dovecot.py
+            s.create_folder(name.replace('/', delim))
     out = collections.OrderedDict((name.replace('/', delim), None) for name in by_folder)
     errors = []
 
@@ -268,7 +270,6 @@ def fill(dovecot, user, n, seed=1, folders=DEFAULT_FOLDERS, min_size=2048, max_s
         folder = name.replace('/', delim)
         try:
             with dovecot.session(user) as s:
-                s.create_folder(folder)
                 uids = s.append_many(folder, ((m.data, m.flags, m.date) for m in ms))
             out[folder] = [{'uid': u, 'flags': list(m.flags), 'message_id': m.message_id,
                             'body_sha256': body_sha256(m.data), 'size': len(m.data),

@@ -269,6 +269,10 @@ mail_location = maildir:{dir}/mail/%u{layout}
 mail_fsync = {fsync}
 mail_max_userip_connections = 500
 maildir_very_dirty_syncs = no
+# The mailbox list index of 2.3.19 deadlocks on concurrent CREATEs of one
+# user (with fcntl locks the kernel reports EDEADLK and Dovecot panics the
+# sessions; with flock they hang). Without it LIST reads the file system.
+mailbox_list_index = {list_index}
 {idle_line}
 namespace inbox {{
   inbox = yes
@@ -337,11 +341,13 @@ class Dovecot:
     directory: use this directory (created) instead of a fresh temp dir;
                it is not removed on stop.
     extra_conf: text appended to the generated config.
+    list_index: mailbox_list_index (off by default: see the config comment).
     """
 
     def __init__(self, cert='good', starttls=True, users=None, delimiter='/', fsync='never',
                  idle_notify_interval=None, directory=None, extra_conf='', certs=None,
-                 tls_min='TLSv1.2', auth_failure_delay='0', keep=False, start=False):
+                 tls_min='TLSv1.2', auth_failure_delay='0', list_index=False, keep=False,
+                 start=False):
         certs_mod.Certs._check(cert)
         if delimiter not in ('/', '.'):
             raise ValueError("delimiter must be '/' or '.'")
@@ -357,6 +363,7 @@ class Dovecot:
         self.extra_conf = extra_conf
         self.tls_min = tls_min
         self.auth_failure_delay = auth_failure_delay
+        self.list_index = list_index
         self.keep = keep or directory is not None
         self._certs = certs
         self._given_dir = directory
@@ -471,7 +478,8 @@ class Dovecot:
             ssl='yes' if self.starttls else 'no', cert=self.cert_file, key=self.key_file,
             dh=dh, tls_min=self.tls_min, auth_failure_delay=self.auth_failure_delay,
             layout=':LAYOUT=fs' if self.delimiter == '/' else '', fsync=self.fsync,
-            idle_line=idle, uid=uid, gid=gid, extra=self.extra_conf)
+            idle_line=idle, uid=uid, gid=gid, extra=self.extra_conf,
+            list_index='yes' if self.list_index else 'no')
         with open(self.conf_path, 'w') as f:
             f.write(conf)
 

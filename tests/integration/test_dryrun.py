@@ -11,11 +11,9 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import util  # noqa: E402
 from util import corpus  # noqa: E402
-from test_sync import (FOLDERS, SyncTestCase, assert_same, letters_of,  # noqa: E402
+from test_sync import (assert_same, letters_of,  # noqa: E402
                        local_files, make_config, new_local_message, set_local_flags,
                        summaries, sync, tree_snapshot, uid_of)
-
-del SyncTestCase.__test__ if hasattr(SyncTestCase, '__test__') else None  # noqa
 
 
 def server_state(dv, user):

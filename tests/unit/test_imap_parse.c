@@ -148,8 +148,8 @@ static int on_response(void *ctx, const struct imap_response *x)
         struct imap_fetch f;
         int e = imap_fetch_decode(x, &f);
         putf(r, " => %d uid=%u fl=%x kw=%u size=%llu date=%lld modseq=%llu nb=%u", e, f.uid,
-             f.flags, f.n_keywords, (unsigned long long)f.rfc822_size,
-             (long long)f.internaldate, (unsigned long long)f.modseq, f.n_bodies);
+             f.flags, f.n_keywords, (unsigned long long)f.rfc822_size, (long long)f.internaldate,
+             (unsigned long long)f.modseq, f.n_bodies);
         for (unsigned i = 0; i < f.n_bodies && e == 0; i++) {
             putf(r, " b%u:%s%s%llu", i, f.bodies[i].streamed ? "S" : "",
                  f.bodies[i].nil ? "NIL" : "", (unsigned long long)f.bodies[i].size);
@@ -374,13 +374,12 @@ static void test_dovecot_session(void)
            "* 12 FETCH/12 (UID #42 S:BODY| {18}S) => 0 uid=42 fl=0 kw=0 size=0 date=-1 "
            "modseq=0 nb=1 b0:S18\n"
            "a5 OK 'Fetch completed.'\n");
-    expect("fetch body kept",
-           "* 12 FETCH (UID 42 BODY[] {18}\r\nSubject: x\r\n\r\nhi\r\n)\r\n", POL_KEEP,
+    expect("fetch body kept", "* 12 FETCH (UID 42 BODY[] {18}\r\nSubject: x\r\n\r\nhi\r\n)\r\n",
+           POL_KEEP,
            "LB 18 keep <* 12 FETCH/12 (UID #42 S:BODY|) => 0 uid=42>\n"
            "* 12 FETCH/12 (UID #42 S:BODY| {18}Subject: x\r\n\r\nhi\r\n) => 0 uid=42 fl=0 "
            "kw=0 size=0 date=-1 modseq=0 nb=1 b0:18Subject: x\r\n\r\nhi\r\n\n");
-    expect("fetch body no callback",
-           "* 1 FETCH (BODY[TEXT] {3}\r\nabc UID 7)\r\n", POL_NONE,
+    expect("fetch body no callback", "* 1 FETCH (BODY[TEXT] {3}\r\nabc UID 7)\r\n", POL_NONE,
            "* 1 FETCH/12 (S:BODY|TEXT {3}abc UID #7) => 0 uid=7 fl=0 kw=0 size=0 date=-1 "
            "modseq=0 nb=1 b0:3abc\n");
 }
@@ -391,8 +390,7 @@ static void test_constructs(void)
            "* X/1 \"a\"b\\c\" \"\" \"q\"\n");
     expect("utf-8 in quoted", "* LIST () \"/\" \"Entw\xc3\xbcrfe \xe2\x82\xac\"\r\n", POL_BODY,
            "* LIST/3 () \"/\" \"Entw\xc3\xbcrfe \xe2\x82\xac\"\n");
-    expect("literal+ and literal8",
-           "* X {3+}\r\nabc ~{4}\r\nwxyz end\r\n", POL_KEEP,
+    expect("literal+ and literal8", "* X {3+}\r\nabc ~{4}\r\nwxyz end\r\n", POL_KEEP,
            "LB 3 keep <* X/1>\nLB 4 keep <* X/1 {3}abc>\n* X/1 {3}abc ~{4}wxyz end\n");
     expect("zero-length literals", "* 1 FETCH (BODY[] {0}\r\n BODY[1] {0}\r\n)\r\n", POL_BODY,
            "LB 0 stream <* 1 FETCH/12 (S:BODY|) => 0 uid=0>\nLE 0 ''\n"
@@ -409,13 +407,14 @@ static void test_constructs(void)
            "S:BODY.PEEK|1.2.MIME NIL S:BINARY|1 \"x\" S:BODY|HEADER.FIELDS (\"X]Y\") NIL "
            "S:BINARY.SIZE|1 #5 S:body|text|10) => -19996 uid=0 fl=0 kw=0 size=0 date=-1 modseq=0 "
            "nb=4\n");
-    expect("bodystructure adjacency",
-           "* 5 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL "
-           "\"7bit\" 10 1)(\"text\" \"html\" NIL NIL NIL \"7bit\" 20 1) \"alternative\") UID 9)\r\n",
-           POL_BODY,
-           "* 5 FETCH/12 (BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL "
-           "\"7bit\" #10 #1) (\"text\" \"html\" NIL NIL NIL \"7bit\" #20 #1) \"alternative\") "
-           "UID #9) => 0 uid=9 fl=0 kw=0 size=0 date=-1 modseq=0 nb=0\n");
+    expect(
+        "bodystructure adjacency",
+        "* 5 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL "
+        "\"7bit\" 10 1)(\"text\" \"html\" NIL NIL NIL \"7bit\" 20 1) \"alternative\") UID 9)\r\n",
+        POL_BODY,
+        "* 5 FETCH/12 (BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL "
+        "\"7bit\" #10 #1) (\"text\" \"html\" NIL NIL NIL \"7bit\" #20 #1) \"alternative\") "
+        "UID #9) => 0 uid=9 fl=0 kw=0 size=0 date=-1 modseq=0 nb=0\n");
     expect("sloppy spacing and bare LF", "* 1 FETCH ( UID 5  FLAGS (\\Seen )  )\n*  2 EXISTS\n",
            POL_BODY,
            "* 1 FETCH/12 (UID #5 FLAGS (\\Seen)) => 0 uid=5 fl=1 kw=0 size=0 date=-1 modseq=0 "
@@ -460,8 +459,7 @@ static void test_constructs(void)
            "* X 0 18446744073709551615 18446744073709551616 12ab 4[5] ~x NIL nil NILS\r\n",
            POL_BODY,
            "* X/1 #0 #18446744073709551615 18446744073709551616 12ab 4[5] ~x NIL NIL NILS\n");
-    expect("streamed literals of all kinds",
-           "* X {3}\r\nabc (~{2}\r\nde)\r\n", POL_STREAM,
+    expect("streamed literals of all kinds", "* X {3}\r\nabc (~{2}\r\nde)\r\n", POL_STREAM,
            "LB 3 stream <* X/1>\nLE 3 'abc'\nLB 2 stream <* X/1 {3}S ()>\nLE 2 'de'\n"
            "* X/1 {3}S (~{2}S)\n");
     expect("literal holding CRLF and parens", "* 1 FETCH (BODY[] {8}\r\n(\r\n{1}\r\n UID 3)\r\n",
@@ -508,7 +506,10 @@ static void test_malformed(void)
     E("line end escaped in a section", "* 1 FETCH (BODY[HEADER.FIELDS (\"a\\\nb\")] NIL)\r\n",
       OIMAP_EPROTO, "section");
     E("bad origin", "* 1 FETCH (BODY[]<1.2> NIL)\r\n", OIMAP_EPROTO, "origin");
-    E("control char", "* X a\x01" "b\r\n", OIMAP_EPROTO, "control");
+    E("control char",
+      "* X a\x01"
+      "b\r\n",
+      OIMAP_EPROTO, "control");
     /* after a good response, the error is still caught at the right place */
     E("error after good", "* 1 EXISTS\r\n* X \"open\r\n", OIMAP_EPROTO, "quoted");
 #undef E
@@ -516,20 +517,20 @@ static void test_malformed(void)
     /* a literal bigger than the streamed limit is refused before a byte is read */
     memset(&small, 0, sizeof(small));
     small.max_streamed_literal = 100;
-    expect_err("literal over streamed limit", "* 1 FETCH (BODY[] {101}\r\n", 25, POL_BODY,
-               &small, OIMAP_ETOOBIG, "literal");
+    expect_err("literal over streamed limit", "* 1 FETCH (BODY[] {101}\r\n", 25, POL_BODY, &small,
+               OIMAP_ETOOBIG, "literal");
     expect_err("1 GB literal", "* 1 FETCH (BODY[] {1073741824}\r\n", 32, POL_BODY, NULL,
                OIMAP_ETOOBIG, "literal");
     memset(&small, 0, sizeof(small));
     small.max_inline_literal = 10;
-    expect_err("inline literal over limit", "* X {11}\r\n", 10, POL_KEEP, &small,
-               OIMAP_ETOOBIG, "inline");
+    expect_err("inline literal over limit", "* X {11}\r\n", 10, POL_KEEP, &small, OIMAP_ETOOBIG,
+               "inline");
     expect_err("inline without callback over limit", "* X {11}\r\n", 10, POL_NONE, &small,
                OIMAP_ETOOBIG, "inline");
     expect_err("inline total per response", "* X {6}\r\nabcdef {6}\r\n", 21, POL_KEEP, &small,
                OIMAP_ETOOBIG, "inline");
-    free(check_splits("inline at the limit", "* X {10}\r\n0123456789\r\n", 22, POL_KEEP, &small,
-                      0));
+    free(
+        check_splits("inline at the limit", "* X {10}\r\n0123456789\r\n", 22, POL_KEEP, &small, 0));
     free(check_splits("streamed ignores the inline limit", "* X {11}\r\n01234567890\r\n", 23,
                       POL_STREAM, &small, 0));
 
@@ -537,8 +538,8 @@ static void test_malformed(void)
     small.max_line = 40;
     expect_err("line over limit", "* SEARCH 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16\r\n", 50,
                POL_BODY, &small, OIMAP_ETOOBIG, "longer");
-    expect_err("text over limit", "* OK 0123456789012345678901234567890123456789\r\n", 48,
-               POL_BODY, &small, OIMAP_ETOOBIG, "longer");
+    expect_err("text over limit", "* OK 0123456789012345678901234567890123456789\r\n", 48, POL_BODY,
+               &small, OIMAP_ETOOBIG, "longer");
     free(check_splits("literals do not count against the line",
                       "* X {30}\r\n012345678901234567890123456789 {30}\r\n"
                       "012345678901234567890123456789\r\n",
@@ -552,8 +553,8 @@ static void test_malformed(void)
     memset(&small, 0, sizeof(small));
     small.max_tokens = 5;
     free(check_splits("tokens at the limit", "* SEARCH 1 2 3 4 5\r\n", 20, POL_BODY, &small, 0));
-    expect_err("tokens over limit", "* SEARCH 1 2 3 4 5 6\r\n", 22, POL_BODY, &small,
-               OIMAP_ETOOBIG, "tokens");
+    expect_err("tokens over limit", "* SEARCH 1 2 3 4 5 6\r\n", 22, POL_BODY, &small, OIMAP_ETOOBIG,
+               "tokens");
 }
 
 static int feed_all(struct imap_parser *p, const char *s, size_t n)
@@ -703,6 +704,20 @@ static void test_callbacks(void)
     free(r.s);
     free(r.lit);
 
+    /* an error in a line cut by the end of a buffer shows when the line ends */
+    memset(&r, 0, sizeof(r));
+    imap_parser_init(&p, NULL, &cbs_all, &r);
+    rc = imap_parser_feed(&p, "* 1", 3);
+    is_int(rc, 0, "'* 1' alone waits for more");
+    rc = imap_parser_feed(&p, "\x03 EXISTS", 9);
+    is_int(rc, 0, "... a bad byte in the unfinished line is not judged yet");
+    rc = imap_parser_feed(&p, "\r\n", 2);
+    is_int(rc, OIMAP_EPROTO, "... and is refused when the line ends");
+    ok(strstr(imap_parser_error(&p), "offset 3") != NULL, "... at the right offset (%s)",
+       imap_parser_error(&p));
+    imap_parser_deinit(&p);
+    free(r.s);
+
     /* a streamed fetch delivers its data and the final tree */
     memset(&r, 0, sizeof(r));
     r.policy = POL_STREAM;
@@ -795,8 +810,8 @@ static void test_helpers(void)
     c = mkcode(IMAP_CODE_APPENDUID, "38505 1,,2");
     is_int(imap_code_appenduid(&c, &uv, &a, &al), OIMAP_EPROTO, "APPENDUID bad set");
     c = mkcode(IMAP_CODE_COPYUID, "38505 304,319:320 3956:3958");
-    ok(imap_code_copyuid(&c, &uv, &a, &al, &b, &bl) == 0 && uv == 38505 && al == 11 &&
-           bl == 9 && !memcmp(b, "3956:3958", 9),
+    ok(imap_code_copyuid(&c, &uv, &a, &al, &b, &bl) == 0 && uv == 38505 && al == 11 && bl == 9 &&
+           !memcmp(b, "3956:3958", 9),
        "COPYUID");
     c = mkcode(IMAP_CODE_COPYUID, "38505 304");
     is_int(imap_code_copyuid(&c, &uv, &a, &al, &b, &bl), OIMAP_EPROTO, "COPYUID short");
@@ -827,7 +842,8 @@ static void test_helpers(void)
         snprintf(got + strlen(got), sizeof(got) - strlen(got), "<%.*s>", (int)wl, w);
     is_str(got, "<IMAP4rev1><IDLE><AUTH=PLAIN>", "words");
 
-    c = mkcode(IMAP_CODE_PERMANENTFLAGS, "(\\Answered \\Flagged \\Deleted \\Seen \\Draft $Fwd \\*)");
+    c = mkcode(IMAP_CODE_PERMANENTFLAGS,
+               "(\\Answered \\Flagged \\Deleted \\Seen \\Draft $Fwd \\*)");
     ok(imap_code_flags(&c, &bits, &nk) == 0 && bits == 0x5f && nk == 1, "PERMANENTFLAGS");
     c = mkcode(IMAP_CODE_PERMANENTFLAGS, "()");
     ok(imap_code_flags(&c, &bits, &nk) == 0 && bits == 0 && nk == 0, "PERMANENTFLAGS empty");
@@ -860,7 +876,8 @@ static void test_helpers(void)
     is_int(imap_quote(out, sizeof(out), "a\r\nb", 4, true), 0, "CRLF needs a literal");
     is_int(imap_quote(out, sizeof(out), "caf\xc3\xa9", 5, false), 0,
            "8-bit needs a literal without UTF8=ACCEPT");
-    is_int(imap_quote(out, sizeof(out), "caf\xc3\xa9", 5, true), 7, "8-bit quoted with UTF8=ACCEPT");
+    is_int(imap_quote(out, sizeof(out), "caf\xc3\xa9", 5, true), 7,
+           "8-bit quoted with UTF8=ACCEPT");
     is_int(imap_quote(out, 5, "INBOX", 5, false), OIMAP_ETOOBIG, "quote into a short buffer");
     is_int(imap_quote(out, imap_quote_size(3), "\"\"\"", 3, false), 8,
            "imap_quote_size suffices for the worst case");
@@ -940,8 +957,9 @@ static void test_speed(void)
                 ((double)lines * rounds);
     printf("# FETCH (UID FLAGS RFC822.SIZE) line: %.0f ns parsed + decoded\n", ns);
     ok(sum > 0, "speed run decoded its lines");
-    /* generous: sanitizer and valgrind builds are 10-50x slower than release */
-    ok(ns < 20000, "a FETCH line parses in well under 20 us even instrumented (%.0f ns)", ns);
+    /* Release builds take ~0.2-0.4 us here; this only catches a gross
+     * regression and survives ASan (~3x) and valgrind (~80x) runs. */
+    ok(ns < 200000, "a FETCH line parses in well under 200 us even instrumented (%.0f ns)", ns);
 }
 
 int main(void)

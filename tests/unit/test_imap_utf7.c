@@ -146,11 +146,13 @@ int main(void)
     pair("~peter/mail/&U,BTFw-/&ZeVnLIqe-",
          "~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e");
     pair("&2D3eAA-", "\xf0\x9f\x98\x80");
-    pair("a&AAE-b", "a\x01" "b");
+    pair("a&AAE-b", "a\x01"
+                    "b");
     pair("&AH8-", "\x7f");
     pair("&IKw-", "\xe2\x82\xac");
-    pair("&ANw-n&AO8-c&APY-d&AOk- &- Co",
-         "\xc3\x9cn\xc3\xaf" "c\xc3\xb6" "d\xc3\xa9 & Co");
+    pair("&ANw-n&AO8-c&APY-d&AOk- &- Co", "\xc3\x9cn\xc3\xaf"
+                                          "c\xc3\xb6"
+                                          "d\xc3\xa9 & Co");
     pair("&AOkA6QDp-", "\xc3\xa9\xc3\xa9\xc3\xa9");
     pair("[Gmail]/Sent Mail", "[Gmail]/Sent Mail");
 

@@ -185,7 +185,10 @@ static void test_fmd5_unique(void)
     is_str(out, FMD5_INBOX, "fmd5 INBOX");
     maildir_name_fmd5("INBOX.Lists.dev", out);
     is_str(out, "6598ff54e558bf17e4705d90613c12f2", "fmd5 with sep '.'");
-    maildir_name_fmd5("\xc3\x9c" "n\xc3\xaf" "code/\xc3\xbc", out);
+    maildir_name_fmd5("\xc3\x9c"
+                      "n\xc3\xaf"
+                      "code/\xc3\xbc",
+                      out);
     is_str(out, "e7f3c61d0cfcf75b98d7a63152b1608c", "fmd5 of UTF-8 name");
 
     char buf[128];
@@ -224,13 +227,17 @@ static void test_folders(void)
     folder_ok("INBOX/Lists/dev", ".", "INBOX.Lists.dev");
     folder_ok("INBOX/Lists/dev", "/", "INBOX/Lists/dev");
     folder_ok("Archive/2023", "-", "Archive-2023");
-    folder_ok("\xc3\x9c" "ber/caf\xc3\xa9", ".", "\xc3\x9c" "ber.caf\xc3\xa9");
+    folder_ok("\xc3\x9c"
+              "ber/caf\xc3\xa9",
+              ".",
+              "\xc3\x9c"
+              "ber.caf\xc3\xa9");
     folder_ok("Lists/tmp", ".", "Lists.tmp");
     folder_ok("...", "/", "...");
     folder_ok("", ".", "");
 
-    static const char *bad[] = {"..", ".", "../x", "x/..", "a/../b", "/abs", "x/", "a//b",
-                                "a/./b", "tmp", "new", "cur"};
+    static const char *bad[] = {"..", ".",    "../x",  "x/..", "a/../b", "/abs",
+                                "x/", "a//b", "a/./b", "tmp",  "new",    "cur"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         folder_bad(bad[i], ".");
         folder_bad(bad[i], "/");
