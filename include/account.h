@@ -37,7 +37,6 @@ struct account_run_opts {
 /* Run every selected account once.  Returns 0 when every account and folder
  * synced, 1 when something failed (each failure was logged with its account
  * and folder), or a negative code for a failure before any account started. */
-int account_run_all(uv_loop_t *loop, const struct config *cfg,
-                    const struct account_run_opts *opts);
+int account_run_all(uv_loop_t *loop, const struct config *cfg, const struct account_run_opts *opts);
 
 #endif

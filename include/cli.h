@@ -24,15 +24,15 @@ struct cli_override {
 struct cli_opts {
     bool help, version, dry_run, info, single, once, quick, syslog;
     bool migrate_fmd5, mbnames_prune, ignore_keyring, update_keyring;
-    const char *profile_dir;   /* -P */
-    const char *accounts;      /* -a a,b */
-    const char *config_file;   /* -c */
-    const char *debug;         /* -d */
-    unsigned debug_cats;       /* -d parsed (LOGC_* bits) */
-    const char *logfile;       /* -l */
-    const char *folders;       /* -f a,b */
-    const char *ui;            /* -u */
-    const char *delete_folder; /* --delete-folder */
+    const char *profile_dir;        /* -P */
+    const char *accounts;           /* -a a,b */
+    const char *config_file;        /* -c */
+    const char *debug;              /* -d */
+    unsigned debug_cats;            /* -d parsed (LOGC_* bits) */
+    const char *logfile;            /* -l */
+    const char *folders;            /* -f a,b */
+    const char *ui;                 /* -u */
+    const char *delete_folder;      /* --delete-folder */
     struct cli_override *overrides; /* -k, in order given */
     size_t n_overrides;
 };

@@ -20,8 +20,7 @@ struct config_repo;
  * missing password is OIMAP_EAUTH with a message naming the repository and
  * the options to set.  A failing remotepasscmd or an unreadable
  * remotepassfile is OIMAP_ECONFIG, logged with the option's name. */
-int cred_lookup(const struct config_repo *repo, const char *host, char **user_r,
-                char **pass_r);
+int cred_lookup(const struct config_repo *repo, const char *host, char **user_r, char **pass_r);
 
 /* Find host in a netrc-format buffer: 0 and malloc'd *login_r / *pass_r
  * (either may be NULL when the entry lacks it), -ENOENT when no entry (nor a

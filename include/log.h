@@ -52,7 +52,8 @@ enum log_ui log_current_ui(void);
 void log_add_secret(const char *secret);
 
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void log_vmsg(enum log_level lvl, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 #define log_error(...) log_msg(LOGL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOGL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOGL_INFO, __VA_ARGS__)
@@ -71,7 +72,7 @@ void log_debug(unsigned cat, const char *fmt, ...) __attribute__((format(printf,
 void log_event(const char *command, const char *account, const char *text);
 
 /* Progress of a transfer, for ttyui's live line; other UIs ignore it. */
-void log_progress(const char *account, const char *folder, uint64_t msgs_done,
-                  uint64_t msgs_total, uint64_t bytes_done, uint64_t bytes_total);
+void log_progress(const char *account, const char *folder, uint64_t msgs_done, uint64_t msgs_total,
+                  uint64_t bytes_done, uint64_t bytes_total);
 
 #endif

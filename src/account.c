@@ -153,11 +153,11 @@ static void run_hook(struct acct *a, const char *cmd, void (*next)(struct acct *
     }
     setenv("OFFLINEIMAPSYNCMODE", a->run->opts->quick ? "quick" : "full", 1);
     char *args[] = {"/bin/sh", "-c", (char *)cmd, NULL};
-    uv_stdio_container_t stdio[3] = {
-        {.flags = UV_IGNORE}, {.flags = UV_INHERIT_FD, .data.fd = 1},
-        {.flags = UV_INHERIT_FD, .data.fd = 2}};
-    uv_process_options_t o = {.file = "/bin/sh", .args = args, .exit_cb = on_hook_exit,
-                              .stdio = stdio, .stdio_count = 3};
+    uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
+                                     {.flags = UV_INHERIT_FD, .data.fd = 1},
+                                     {.flags = UV_INHERIT_FD, .data.fd = 2}};
+    uv_process_options_t o = {
+        .file = "/bin/sh", .args = args, .exit_cb = on_hook_exit, .stdio = stdio, .stdio_count = 3};
     a->after_hook = next;
     a->hook.data = a;
     log_info("Account %s: running hook: %s", a->cfg->name, cmd);
@@ -413,8 +413,8 @@ static void on_created(struct imap_conn *c, int st, const struct imap_result *re
     if (st < 0 && !(res && res->code == IMAP_CODE_ALREADYEXISTS)) {
         p->done = p->failed = true;
         a->folders_failed++;
-        log_error("Account %s: cannot create folder %s on the server: %s", a->cfg->name,
-                  p->remote, res && res->text ? res->text : err_str(st));
+        log_error("Account %s: cannot create folder %s on the server: %s", a->cfg->name, p->remote,
+                  res && res->text ? res->text : err_str(st));
     } else {
         log_info("Account %s: created folder %s on the server", a->cfg->name, p->remote);
     }
@@ -471,8 +471,10 @@ static void plan_folders(struct acct *a, struct repo_maildir_folder_list *locals
                      a->cfg->name, remote, l);
             a->total.held_back++;
         } else if (!a->cfg->remote->createfolders || a->cfg->remote->readonly) {
-            LOG_DEBUG(LOGC_SYNC, "Account %s: local folder %s not on the server (createfolders "
-                      "off)", a->cfg->name, l);
+            LOG_DEBUG(LOGC_SYNC,
+                      "Account %s: local folder %s not on the server (createfolders "
+                      "off)",
+                      a->cfg->name, l);
         } else if (add_pair(a, remote, l, true) < 0) {
             acct_fail(a, "out of memory");
         }
@@ -606,8 +608,10 @@ static void acct_open(struct acct *a)
     int r;
 
     if (ac->remote->type != CONFIG_REPO_IMAP && ac->remote->type != CONFIG_REPO_GMAIL) {
-        acct_fail(a, "remote repository %s must be of type IMAP (this version syncs IMAP with "
-                  "a Maildir)", ac->remote->name);
+        acct_fail(a,
+                  "remote repository %s must be of type IMAP (this version syncs IMAP with "
+                  "a Maildir)",
+                  ac->remote->name);
         goto fail;
     }
     if (ac->local->type != CONFIG_REPO_MAILDIR && ac->local->type != CONFIG_REPO_GMAILMAILDIR) {
@@ -617,12 +621,13 @@ static void acct_open(struct acct *a)
     }
     r = status_open(cfg->general.metadata, ac->name, dry, &a->status);
     if (r == OIMAP_ELOCKED) {
-        acct_fail(a, "another oimap is syncing this account (status store in %s/oimap is "
-                  "locked)", cfg->general.metadata);
+        acct_fail(a,
+                  "another oimap is syncing this account (status store in %s/oimap is "
+                  "locked)",
+                  cfg->general.metadata);
         goto fail;
     } else if (r < 0) {
-        acct_fail(a, "cannot open the status store in %s: %s", cfg->general.metadata,
-                  err_str(r));
+        acct_fail(a, "cannot open the status store in %s: %s", cfg->general.metadata, err_str(r));
         goto fail;
     }
     struct repo_maildir_opts mo = {
@@ -686,8 +691,7 @@ static int compile_folder_options(struct acct *a)
         int n = folder_parse_list(rr->folderincludes.text, &a->includes);
         if (n < 0) {
             WHERE(rr, "folderincludes", rr->folderincludes);
-            log_error("%s: expected a list of folder names, like ['Archive', 'Lists/dev']",
-                      where);
+            log_error("%s: expected a list of folder names, like ['Archive', 'Lists/dev']", where);
             return n;
         }
         a->n_includes = (size_t)n;
@@ -757,8 +761,8 @@ static void acct_summary(struct acct *a)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double secs = (double)(now.tv_sec - a->start.tv_sec) +
-                  (double)(now.tv_nsec - a->start.tv_nsec) / 1e9;
+    double secs =
+        (double)(now.tv_sec - a->start.tv_sec) + (double)(now.tv_nsec - a->start.tv_nsec) / 1e9;
     const struct sync_result *t = &a->total;
     log_info("Account %s: %s%zu folders, %zu downloaded, %zu uploaded, flags changed on %zu "
              "local and %zu remote messages, %zu deleted locally, %zu deleted remotely, %zu "
@@ -771,8 +775,8 @@ static void acct_summary(struct acct *a)
         size_t len = 0;
         for (size_t i = 0; i < a->n_pairs && len + 3 < sizeof names; i++)
             if (a->pairs[i].failed)
-                len += (size_t)snprintf(names + len, sizeof names - len, "%s%s",
-                                        len ? ", " : "", a->pairs[i].remote);
+                len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "",
+                                        a->pairs[i].remote);
         log_error("Account %s: %zu folder(s) failed: %s", a->cfg->name, a->folders_failed, names);
     }
     log_event("acctdone", a->cfg->name, NULL);
@@ -798,8 +802,7 @@ static void acct_finish(struct acct *a)
     run_hook(a, a->failed ? NULL : a->cfg->postsynchook, after_post_hook);
 }
 
-int account_run_all(uv_loop_t *loop, const struct config *cfg,
-                    const struct account_run_opts *opts)
+int account_run_all(uv_loop_t *loop, const struct config *cfg, const struct account_run_opts *opts)
 {
     struct run run = {
         .loop = loop,

@@ -127,50 +127,91 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
     while ((c = getopt_long(argc, argv, ":hV1P:a:c:d:l:f:k:oqu:s", long_opts, NULL)) != -1) {
         switch (c) {
         case 'h':
-        case OPT_HELP: o->help = true; break;
+        case OPT_HELP:
+            o->help = true;
+            break;
         case 'V':
-        case OPT_VERSION: o->version = true; break;
-        case '1': o->single = true; break;
-        case 'P': o->profile_dir = optarg; break;
-        case 'a': o->accounts = optarg; break;
-        case 'c': o->config_file = optarg; break;
+        case OPT_VERSION:
+            o->version = true;
+            break;
+        case '1':
+            o->single = true;
+            break;
+        case 'P':
+            o->profile_dir = optarg;
+            break;
+        case 'a':
+            o->accounts = optarg;
+            break;
+        case 'c':
+            o->config_file = optarg;
+            break;
         case 'd':
             o->debug = optarg;
             if (log_cats_parse(optarg, &o->debug_cats) < 0) {
-                fprintf(stderr, "oimap: -d %s: unknown debug type (use imap, maildir, "
-                                "sync, status, thread or ALL)\n", optarg);
+                fprintf(stderr,
+                        "oimap: -d %s: unknown debug type (use imap, maildir, "
+                        "sync, status, thread or ALL)\n",
+                        optarg);
                 goto usage;
             }
             break;
-        case 'l': o->logfile = optarg; break;
-        case 'f': o->folders = optarg; break;
+        case 'l':
+            o->logfile = optarg;
+            break;
+        case 'f':
+            o->folders = optarg;
+            break;
         case 'k':
             if ((r = add_override(o, optarg)) < 0)
                 goto fail;
             break;
-        case 'o': o->once = true; break;
-        case 'q': o->quick = true; break;
+        case 'o':
+            o->once = true;
+            break;
+        case 'q':
+            o->quick = true;
+            break;
         case 'u': {
             enum log_ui ui;
             const char *note;
             if (log_ui_parse(optarg, &ui, &note) < 0) {
-                fprintf(stderr, "oimap: -u %s: unknown interface (use quiet, basic, ttyui, "
-                                "machineui or syslog)\n", optarg);
+                fprintf(stderr,
+                        "oimap: -u %s: unknown interface (use quiet, basic, ttyui, "
+                        "machineui or syslog)\n",
+                        optarg);
                 goto usage;
             }
             o->ui = optarg;
             break;
         }
-        case 's': o->syslog = true; break;
-        case OPT_DRY_RUN: o->dry_run = true; break;
-        case OPT_INFO: o->info = true; break;
+        case 's':
+            o->syslog = true;
+            break;
+        case OPT_DRY_RUN:
+            o->dry_run = true;
+            break;
+        case OPT_INFO:
+            o->info = true;
+            break;
         case OPT_COLUMN:
-        case OPT_NO_COLUMN: break; /* accepted for compatibility */
-        case OPT_DELETE_FOLDER: o->delete_folder = optarg; break;
-        case OPT_MIGRATE_FMD5: o->migrate_fmd5 = true; break;
-        case OPT_MBNAMES_PRUNE: o->mbnames_prune = true; break;
-        case OPT_IGNORE_KEYRING: o->ignore_keyring = true; break;
-        case OPT_UPDATE_KEYRING: o->update_keyring = true; break;
+        case OPT_NO_COLUMN:
+            break; /* accepted for compatibility */
+        case OPT_DELETE_FOLDER:
+            o->delete_folder = optarg;
+            break;
+        case OPT_MIGRATE_FMD5:
+            o->migrate_fmd5 = true;
+            break;
+        case OPT_MBNAMES_PRUNE:
+            o->mbnames_prune = true;
+            break;
+        case OPT_IGNORE_KEYRING:
+            o->ignore_keyring = true;
+            break;
+        case OPT_UPDATE_KEYRING:
+            o->update_keyring = true;
+            break;
         case ':':
             if (optopt)
                 fprintf(stderr, "oimap: option -%c needs a value (see oimap -h)\n", optopt);

@@ -136,8 +136,7 @@ int cred_netrc_find(const char *buf, size_t len, const char *host, const char *l
                 p = save;
                 break;
             }
-            if (tok_is(t, tl, "login") || tok_is(t, tl, "password") ||
-                tok_is(t, tl, "account")) {
+            if (tok_is(t, tl, "login") || tok_is(t, tl, "password") || tok_is(t, tl, "account")) {
                 bool is_login = tok_is(t, tl, "login"), is_pass = tok_is(t, tl, "password");
                 const char *v = next_token(&p, end, &tl);
                 if (is_login) {
@@ -222,8 +221,7 @@ static int netrc_lookup(const char *host, const char *user, char **login_r, char
     return -ENOENT;
 }
 
-int cred_lookup(const struct config_repo *repo, const char *host, char **user_r,
-                char **pass_r)
+int cred_lookup(const struct config_repo *repo, const char *host, char **user_r, char **pass_r)
 {
     char *user = repo->remoteuser ? strdup(repo->remoteuser) : NULL;
     char *pass = NULL;
@@ -262,8 +260,8 @@ int cred_lookup(const struct config_repo *repo, const char *host, char **user_r,
         }
     }
     if (!user) {
-        log_error("[Repository %s] remoteuser: not set, and no ~/.netrc entry for %s",
-                  repo->name, host);
+        log_error("[Repository %s] remoteuser: not set, and no ~/.netrc entry for %s", repo->name,
+                  host);
         cred_free(&pass);
         return OIMAP_EAUTH;
     }

@@ -97,11 +97,21 @@ static char *string_lit(struct lex *l)
             }
             l->p++;
             switch (*l->p) {
-            case 'n': out[n++] = '\n'; break;
-            case 't': out[n++] = '\t'; break;
-            case '\\': out[n++] = '\\'; break;
-            case '\'': out[n++] = '\''; break;
-            case '"': out[n++] = '"'; break;
+            case 'n':
+                out[n++] = '\n';
+                break;
+            case 't':
+                out[n++] = '\t';
+                break;
+            case '\\':
+                out[n++] = '\\';
+                break;
+            case '\'':
+                out[n++] = '\'';
+                break;
+            case '"':
+                out[n++] = '"';
+                break;
             default: /* Python keeps unknown escapes as written ("\." ) */
                 out[n++] = '\\';
                 out[n++] = *l->p;
@@ -198,13 +208,26 @@ static char *py_to_ere(const char *py)
         if (py[i] == '\\' && i + 1 < len) {
             const char *rep = NULL;
             switch (py[i + 1]) {
-            case 'd': rep = "[0-9]"; break;
-            case 'D': rep = "[^0-9]"; break;
-            case 'w': rep = "[[:alnum:]_]"; break;
-            case 'W': rep = "[^[:alnum:]_]"; break;
-            case 's': rep = "[[:space:]]"; break;
-            case 'S': rep = "[^[:space:]]"; break;
-            default: break;
+            case 'd':
+                rep = "[0-9]";
+                break;
+            case 'D':
+                rep = "[^0-9]";
+                break;
+            case 'w':
+                rep = "[[:alnum:]_]";
+                break;
+            case 'W':
+                rep = "[^[:alnum:]_]";
+                break;
+            case 's':
+                rep = "[[:space:]]";
+                break;
+            case 'S':
+                rep = "[^[:space:]]";
+                break;
+            default:
+                break;
             }
             if (rep) {
                 memcpy(out + n, rep, strlen(rep));
@@ -343,7 +366,8 @@ int folder_filter_new_list(const char *csv, struct folder_filter **f_r)
 bool folder_filter_match(const struct folder_filter *f, const char *name)
 {
     switch (f->kind) {
-    case FILTER_ALL: return true;
+    case FILTER_ALL:
+        return true;
     case FILTER_IN:
     case FILTER_NOT_IN: {
         bool in = false;

@@ -26,14 +26,14 @@ static struct {
     unsigned cats;
     FILE *file;
     bool syslog_open;
-    bool tty;           /* stderr is a terminal: ttyui may draw progress */
+    bool tty;            /* stderr is a terminal: ttyui may draw progress */
     bool progress_shown; /* a progress line is on screen and must be erased */
     char *secrets[LOG_MAX_SECRETS];
     size_t n_secrets;
 } g_log = {.ui = LOG_UI_BASIC};
 
 static const char *const ui_names[] = {
-    [LOG_UI_QUIET] = "quiet",     [LOG_UI_BASIC] = "basic",   [LOG_UI_TTY] = "ttyui",
+    [LOG_UI_QUIET] = "quiet",       [LOG_UI_BASIC] = "basic",   [LOG_UI_TTY] = "ttyui",
     [LOG_UI_MACHINE] = "machineui", [LOG_UI_SYSLOG] = "syslog",
 };
 
@@ -73,8 +73,8 @@ int log_cats_parse(const char *list, unsigned *cats_r)
         const char *name;
         unsigned bit;
     } cats[] = {
-        {"imap", LOGC_IMAP},     {"maildir", LOGC_MAILDIR}, {"thread", LOGC_THREAD},
-        {"sync", LOGC_SYNC},     {"status", LOGC_STATUS},   {"all", LOGC_ALL},
+        {"imap", LOGC_IMAP}, {"maildir", LOGC_MAILDIR}, {"thread", LOGC_THREAD},
+        {"sync", LOGC_SYNC}, {"status", LOGC_STATUS},   {"all", LOGC_ALL},
     };
     unsigned out = 0;
     const char *p = list;
@@ -225,7 +225,10 @@ static void to_file(const char *prefix, const char *line)
 }
 
 static const char *const level_prefix[] = {
-    [LOGL_ERROR] = "ERROR: ", [LOGL_WARN] = "WARNING: ", [LOGL_INFO] = "", [LOGL_DEBUG] = "",
+    [LOGL_ERROR] = "ERROR: ",
+    [LOGL_WARN] = "WARNING: ",
+    [LOGL_INFO] = "",
+    [LOGL_DEBUG] = "",
 };
 
 static void emit(enum log_level lvl, const char *line)
@@ -329,8 +332,8 @@ static void human_bytes(char *buf, size_t len, double b)
     snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", b, unit[u]);
 }
 
-void log_progress(const char *account, const char *folder, uint64_t msgs_done,
-                  uint64_t msgs_total, uint64_t bytes_done, uint64_t bytes_total)
+void log_progress(const char *account, const char *folder, uint64_t msgs_done, uint64_t msgs_total,
+                  uint64_t bytes_done, uint64_t bytes_total)
 {
     static struct timespec start, last;
     static const char *cur_folder;
@@ -346,7 +349,8 @@ void log_progress(const char *account, const char *folder, uint64_t msgs_done,
         start_bytes = bytes_done;
     }
     /* Redraw at most ten times a second, and always at the end. */
-    double since_last = (double)(now.tv_sec - last.tv_sec) + (double)(now.tv_nsec - last.tv_nsec) / 1e9;
+    double since_last =
+        (double)(now.tv_sec - last.tv_sec) + (double)(now.tv_nsec - last.tv_nsec) / 1e9;
     if (since_last < 0.1 && msgs_done < msgs_total)
         return;
     last = now;

@@ -4,7 +4,7 @@
 set -eu
 
 build_pkgs="gcc meson ninja-build pkg-config libuv1-dev libmbedtls-dev liblmdb-dev libinih-dev scdoc"
-test_pkgs="dovecot-imapd dovecot-core openssl python3 lmdb-utils procps"
+test_pkgs="dovecot-imapd dovecot-core openssl python3 lmdb-utils procps clang-format"
 fuzz_pkgs="clang libclang-rt-14-dev"
 bench_pkgs="isync offlineimap3 time"
 

@@ -16,7 +16,7 @@
 static int tap_n, tap_failed;
 
 static inline __attribute__((format(printf, 2, 0))) int tap_okv(int cond, const char *fmt,
-                                                               va_list ap)
+                                                                va_list ap)
 {
     tap_n++;
     if (!cond)

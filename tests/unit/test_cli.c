@@ -31,8 +31,8 @@ int main(void)
         cli_free(&o);
     }
     {
-        const char *a[] = {"oimap", "-aWork,Home", "-c", "/tmp/rc", "-f", "INBOX,Sent",
-                           "-l", "/tmp/log", "-u", "machineui", "-P", "/tmp/prof"};
+        const char *a[] = {"oimap", "-aWork,Home", "-c", "/tmp/rc",   "-f", "INBOX,Sent",
+                           "-l",    "/tmp/log",    "-u", "machineui", "-P", "/tmp/prof"};
         is_int(parse(&o, 12, a), 0, "valued options parse");
         is_str(o.accounts, "Work,Home", "-a attached value");
         is_str(o.config_file, "/tmp/rc", "-c");
@@ -43,8 +43,8 @@ int main(void)
         cli_free(&o);
     }
     {
-        const char *a[] = {"oimap", "-k", "Account_My_Work:autorefresh=5", "-k", "ui=quiet",
-                           "-k", "Repository_R:remotepass=a=b;c"};
+        const char *a[] = {"oimap",    "-k", "Account_My_Work:autorefresh=5", "-k",
+                           "ui=quiet", "-k", "Repository_R:remotepass=a=b;c"};
         is_int(parse(&o, 7, a), 0, "-k parses");
         is_int(o.n_overrides, 3, "three overrides");
         is_str(o.overrides[0].section, "Account My Work", "underscores become spaces");

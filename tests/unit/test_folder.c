@@ -49,8 +49,10 @@ int main(void)
     folder_filter_free(&f);
 
     f = filter("lambda f: not re.search(r'(^Trash$|Del)', f)");
-    ok(f && !folder_filter_match(f, "Trash") && !folder_filter_match(f, "Deleted"), "not re.search");
-    ok(f && folder_filter_match(f, "Trashy") && folder_filter_match(f, "INBOX"), "not re.search keeps");
+    ok(f && !folder_filter_match(f, "Trash") && !folder_filter_match(f, "Deleted"),
+       "not re.search");
+    ok(f && folder_filter_match(f, "Trashy") && folder_filter_match(f, "INBOX"),
+       "not re.search keeps");
     folder_filter_free(&f);
 
     f = filter("lambda f: re.match('Lists\\.\\d+', f)");
