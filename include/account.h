@@ -25,6 +25,7 @@
 #include <uv.h>
 
 struct config;
+struct config_account;
 
 struct account_run_opts {
     bool dry_run;           /* --dry-run: plan and print, change nothing anywhere */
@@ -33,6 +34,24 @@ struct account_run_opts {
     bool allow_mass_delete; /* let the mass-deletion guard's held deletions through */
     const char *folders;    /* -f: comma-separated remote folder names, or NULL */
 };
+
+struct account_run;
+
+/* Called once when every account of a run has ended; failures is the number
+ * of accounts that failed or had a failed folder. */
+typedef void (*account_done_cb)(int failures, void *arg);
+
+/* Start syncing every selected account once (only == NULL), or just only, on
+ * loop; returns at once.  done runs (later, never from inside this call
+ * unless nothing could start) when all are finished.  *run_r (may be NULL)
+ * is valid until done runs.  Returns 0 or -ENOMEM. */
+int account_run_start(uv_loop_t *loop, const struct config *cfg,
+                      const struct account_run_opts *opts, const struct config_account *only,
+                      account_done_cb done, void *arg, struct account_run **run_r);
+
+/* Graceful stop: no account and no folder starts any more; folders in
+ * progress finish (their changes are committed), then done runs. */
+void account_run_stop(struct account_run *run);
 
 /* Run every selected account once.  Returns 0 when every account and folder
  * synced, 1 when something failed (each failure was logged with its account

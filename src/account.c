@@ -78,10 +78,17 @@ struct acct {
 struct run {
     uv_loop_t *loop;
     const struct config *cfg;
+    struct account_run_opts opts_copy;
     const struct account_run_opts *opts;
+    const struct config_account *only; /* one account, or NULL for all */
     size_t next, running, max_running;
     int failures;
+    bool stopping, starting;
+    account_done_cb done;
+    void *done_arg;
 };
+
+static void run_next(struct run *run);
 
 static void acct_start(struct run *run, const struct config_account *cfg);
 static void acct_finish(struct acct *a);
@@ -261,10 +268,15 @@ static void account_maybe_done(struct acct *a)
     bool any_alive = false;
     for (size_t i = 0; i < a->n_slots; i++)
         any_alive |= !a->slots[i].dead && a->slots[i].conn;
-    if (a->next_pair < a->n_pairs && any_alive)
+    if (a->next_pair < a->n_pairs && any_alive && !a->run->stopping)
         return;
     for (; a->next_pair < a->n_pairs; a->next_pair++) {
         struct fpair *p = &a->pairs[a->next_pair];
+        if (a->run->stopping) {
+            log_info("Account %s: folder %s not synced this time: stopping", a->cfg->name,
+                     p->remote);
+            continue;
+        }
         p->failed = true;
         a->folders_failed++;
         log_error("Account %s: folder %s not synced: no connection to the server left",
@@ -316,7 +328,7 @@ static void pump(struct slot *s)
     struct acct *a = s->a;
     const struct account_run_opts *o = a->run->opts;
 
-    while (!s->dead && s->conn && !s->busy && a->next_pair < a->n_pairs) {
+    while (!s->dead && s->conn && !s->busy && a->next_pair < a->n_pairs && !a->run->stopping) {
         size_t i = a->next_pair++;
         struct fpair *p = &a->pairs[i];
         struct sync_folder_job job = {
@@ -753,8 +765,7 @@ static void acct_free(struct acct *a)
     imap_conn_config_free(&a->icfg);
     free(a);
     run->running--;
-    while (run->running < run->max_running && run->next < run->cfg->n_accounts)
-        acct_start(run, &run->cfg->accounts[run->next++]);
+    run_next(run);
 }
 
 static void acct_summary(struct acct *a)
@@ -802,18 +813,68 @@ static void acct_finish(struct acct *a)
     run_hook(a, a->failed ? NULL : a->cfg->postsynchook, after_post_hook);
 }
 
+/* Start accounts while there is room; report the end once all are done. */
+static void run_next(struct run *run)
+{
+    size_t n = run->only ? 1 : run->cfg->n_accounts;
+    if (run->starting)
+        return; /* acct_start() can end an account at once; avoid recursion */
+    run->starting = true;
+    while (!run->stopping && run->running < run->max_running && run->next < n) {
+        const struct config_account *ac = run->only ? run->only : &run->cfg->accounts[run->next];
+        run->next++;
+        acct_start(run, ac);
+    }
+    run->starting = false;
+    if (run->running == 0 && (run->stopping || run->next >= n)) {
+        account_done_cb done = run->done;
+        void *arg = run->done_arg;
+        int failures = run->failures;
+        free(run);
+        if (done)
+            done(failures, arg);
+    }
+}
+
+int account_run_start(uv_loop_t *loop, const struct config *cfg,
+                      const struct account_run_opts *opts, const struct config_account *only,
+                      account_done_cb done, void *arg, struct account_run **run_r)
+{
+    struct run *run = calloc(1, sizeof *run);
+    if (!run)
+        return -ENOMEM;
+    run->loop = loop;
+    run->cfg = cfg;
+    run->opts_copy = *opts;
+    run->opts = &run->opts_copy;
+    run->only = only;
+    run->done = done;
+    run->done_arg = arg;
+    run->max_running =
+        opts->single || cfg->general.maxsyncaccounts < 1 ? 1 : (size_t)cfg->general.maxsyncaccounts;
+    if (run_r)
+        *run_r = (struct account_run *)run;
+    run_next(run);
+    return 0;
+}
+
+void account_run_stop(struct account_run *r)
+{
+    struct run *run = (struct run *)r;
+    run->stopping = true;
+}
+
+static void on_all_done(int failures, void *arg)
+{
+    *(int *)arg = failures;
+}
+
 int account_run_all(uv_loop_t *loop, const struct config *cfg, const struct account_run_opts *opts)
 {
-    struct run run = {
-        .loop = loop,
-        .cfg = cfg,
-        .opts = opts,
-        .max_running = opts->single || cfg->general.maxsyncaccounts < 1
-                           ? 1
-                           : (size_t)cfg->general.maxsyncaccounts,
-    };
-    while (run.running < run.max_running && run.next < cfg->n_accounts)
-        acct_start(&run, &cfg->accounts[run.next++]);
+    int failures = -1;
+    int r = account_run_start(loop, cfg, opts, NULL, on_all_done, &failures, NULL);
+    if (r < 0)
+        return r;
     uv_run(loop, UV_RUN_DEFAULT);
-    return run.failures ? 1 : 0;
+    return failures ? 1 : 0;
 }
