@@ -57,6 +57,7 @@ struct repo_maildir_opts {
     bool fsync;          /* [general] fsync (offlineimap's default: true) */
     bool windows_compat; /* maildir-windows-compatible: '!' instead of ':' */
     unsigned max_jobs;   /* threadpool jobs in flight at once; 0 means 8 */
+    bool no_create;      /* --dry-run: repo_maildir_list never creates the root */
     bool batch_syncfs;   /* batches: one syncfs() of the file system instead of
                           * concurrent per-file fsyncs (faster on some disks,
                           * but flushes everything else dirty there too) */

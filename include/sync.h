@@ -66,9 +66,9 @@ struct sync_folder_job {
 };
 
 struct sync_result {
-    int status;          /* 0, or the error that stopped this folder */
-    bool conn_failed;    /* the connection is dead: do not reuse it */
-    char error[512];     /* one line for the user when status < 0 */
+    int status;       /* 0, or the error that stopped this folder */
+    bool conn_failed; /* the connection is dead: do not reuse it */
+    char error[512];  /* one line for the user when status < 0 */
 
     /* What was done (or, in dry-run, what would be done). */
     size_t downloaded, uploaded, paired;

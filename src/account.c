@@ -647,6 +647,7 @@ static void acct_open(struct acct *a)
         .sep = ac->local->sep,
         .fsync = cfg->general.fsync,
         .windows_compat = ac->maildir_windows_compatible,
+        .no_create = dry,
     };
     if ((r = repo_maildir_new(a->run->loop, &mo, &a->md)) < 0) {
         acct_fail(a, "local repository %s: %s", ac->local->name, err_str(r));

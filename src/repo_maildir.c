@@ -46,6 +46,7 @@ struct repo_maildir {
     char infosep;
     bool fsync;
     bool batch_syncfs;
+    bool no_create; /* --dry-run: a missing root is an empty list */
     unsigned max_jobs;
     unsigned inflight;
     size_t queued;
@@ -165,6 +166,7 @@ int repo_maildir_new(uv_loop_t *loop, const struct repo_maildir_opts *o, struct 
     md->infosep = o->windows_compat ? '!' : ':';
     md->fsync = o->fsync;
     md->batch_syncfs = o->batch_syncfs;
+    md->no_create = o->no_create;
     md->max_jobs = o->max_jobs ? o->max_jobs : DEFAULT_JOBS;
     md->refs = 1;
     *md_r = md;
@@ -443,8 +445,17 @@ static void list_work(struct job *j)
     struct repo_maildir *md = j->md;
     char root[PATH_MAX];
     snprintf(root, sizeof(root), "%s", md->root);
-    /* offlineimap creates localfolders when it is missing. */
-    lj->st = mkdir_p(root);
+    /* offlineimap creates localfolders when it is missing (not in a dry run:
+     * then a missing root lists no folder). */
+    if (md->no_create) {
+        struct stat sb;
+        if (stat(root, &sb) < 0) {
+            lj->st = errno == ENOENT ? 0 : -errno;
+            return;
+        }
+    } else {
+        lj->st = mkdir_p(root);
+    }
     if (lj->st == 0 && is_maildir_at(md->root))
         lj->st = list_add(lj, md, "");
     if (lj->st == 0)

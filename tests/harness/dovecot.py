@@ -782,6 +782,18 @@ class Dovecot:
 # ---------------------------------------------------------------------------
 # command line
 
+def _stop_pid(pid, ddir):
+    """Kill a (detached) master by PID after checking it runs ddir's config."""
+    if pid and pid_alive(pid) and os.path.join(ddir, 'dovecot.conf').encode() in _cmdline(pid):
+        for fn in (os.killpg, os.kill):
+            try:
+                fn(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        Dovecot._wait(pid, 10)
+        _kill_group(pid)
+
+
 def _cli_start(a):
     d = os.path.abspath(a.dir)
     envf = os.path.join(d, 'env.json')
@@ -794,11 +806,21 @@ def _cli_start(a):
             return 1
     os.makedirs(d, exist_ok=True)
     c = certs_mod.Certs(os.path.join(d, 'certs'))
-    dv = Dovecot(cert=a.tls, starttls=not a.no_starttls, directory=os.path.join(d, 'dovecot'),
+    ddir = os.path.join(d, 'dovecot')
+    if not os.path.exists(ddir):
+        try:
+            _check_traversable(d)
+        except DovecotError:
+            # e.g. DIR under /root (0700): Dovecot's unprivileged processes
+            # cannot reach it, so its files live in /tmp behind a symlink
+            real = tempfile.mkdtemp(prefix='oimap-dovecot-')
+            os.symlink(real, ddir)
+    ddir = os.path.realpath(ddir)
+    os.makedirs(ddir, exist_ok=True)
+    dv = Dovecot(cert=a.tls, starttls=not a.no_starttls, directory=ddir,
                  certs=c, fsync=a.fsync, delimiter=a.delimiter)
     # detached: no PDEATHSIG; spawn by hand
-    dv.dir = os.path.abspath(os.path.join(d, 'dovecot'))
-    os.makedirs(dv.dir, exist_ok=True)
+    dv.dir = ddir
     err = 'not started'
     for _ in range(8):
         dv.port, dv.tls_port = free_port(), free_port()
@@ -821,7 +843,7 @@ def _cli_start(a):
                 a.user, sum(len(v) for v in man.values()), len(man), time.monotonic() - t),
                 file=sys.stderr)
     except Exception:
-        Dovecot._stop_pid(dv.pid, dv.dir)
+        _stop_pid(dv.pid, dv.dir)
         raise
     with open(envf + '.tmp', 'w') as f:
         json.dump(dv.env(), f, indent=2, ensure_ascii=False)
@@ -829,20 +851,6 @@ def _cli_start(a):
     os.replace(envf + '.tmp', envf)
     print(envf)
     return 0
-
-
-def _stop_pid(pid, ddir):
-    if pid and pid_alive(pid) and os.path.join(ddir, 'dovecot.conf').encode() in _cmdline(pid):
-        for fn in (os.killpg, os.kill):
-            try:
-                fn(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        Dovecot._wait(pid, 10)
-        _kill_group(pid)
-
-
-Dovecot._stop_pid = staticmethod(_stop_pid)
 
 
 def _cli_stop(a):

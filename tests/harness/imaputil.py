@@ -215,7 +215,7 @@ class ImapSession:
     """
 
     def __init__(self, host, port, user, password, tls=None, ca_file=None, verify=True,
-                 timeout=30, server_hostname=None):
+                 timeout=30):
         self.user = user
         if tls in (None, 'plain', False):
             self.imap = imaplib.IMAP4(host, port, timeout=timeout)
@@ -231,8 +231,6 @@ class ImapSession:
                 self.imap = imaplib.IMAP4_SSL(host, port, ssl_context=ctx, timeout=timeout)
             else:
                 raise ValueError('tls must be None, "starttls" or "tls"')
-        if server_hostname:
-            pass  # imaplib derives SNI/host check from host; kept for API symmetry
         try:
             self.imap.login(user, password)
         except Exception:

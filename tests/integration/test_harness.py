@@ -291,6 +291,7 @@ class TestLifecycle(unittest.TestCase):
         r = subprocess.run([sys.executable, script, 'start', '--dir', d, '--sample', '40'],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
+        self.addCleanup(subprocess.run, [sys.executable, script, 'stop', '--dir', d], timeout=60)
         with open(os.path.join(d, 'env.json')) as f:
             env = json.load(f)
         from dovecot import pid_alive
@@ -393,6 +394,7 @@ class TestListeners(unittest.TestCase):
             M = imaplib.IMAP4(srv.host, srv.port)
             with self.assertRaises(imaplib.IMAP4.abort):
                 M.login('u', 'p')
+            M.shutdown()
             self.assertRegex(srv.lines[-1], rb'LOGIN u "?p"?$')
 
     def test_starttls_injection_script(self):

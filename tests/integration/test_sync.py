@@ -228,10 +228,14 @@ class TestSync(SyncTestCase):
         # uploaded files were renamed to carry their new UID
         for p in local_files(self.root, 'INBOX'):
             self.assertIsNotNone(uid_of(p), p)
-        # and once more: nothing to do
-        r = sync(conf)
-        self.assertEqual(r.rc, 0, r.stdout + r.stderr)
-        self.assertEqual(summaries(r.stdout + r.stderr), {})
+        # and once more: nothing to do, with a full listing (our own stores
+        # raised HIGHESTMODSEQ) and then with the listing taken from the
+        # status (CONDSTORE: nothing changed since)
+        for _ in range(2):
+            r = sync(conf, '-d', 'sync')
+            self.assertEqual(r.rc, 0, r.stdout + r.stderr)
+            self.assertEqual(summaries(r.stdout + r.stderr), {})
+        self.assertIn('HIGHESTMODSEQ unchanged', r.stdout + r.stderr)
         assert_same(self, self.dv, user, self.root)
 
     def test_uidvalidity_change_stops_folder(self):

@@ -85,7 +85,7 @@ class TestSyncCrash(util.DovecotTestCase):
         killed = 0
         for k in range(KILLS):
             p = util.start_oimap(['-o', '-u', 'basic'], config_text=conf)
-            time.sleep(rng.uniform(0.02, 1.2))
+            time.sleep(rng.uniform(0.02, 0.6))
             if p.poll() is None:
                 p.kill()
                 killed += 1

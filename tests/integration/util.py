@@ -42,6 +42,11 @@ import listeners  # noqa: E402,F401
 from dovecot import Dovecot  # noqa: E402,F401
 from imaputil import mutf7_decode, mutf7_encode  # noqa: E402,F401
 
+__all__ = ['Dovecot', 'certs', 'corpus', 'imaputil', 'listeners', 'mutf7_encode',
+           'mutf7_decode', 'Result', 'OimapTimeout', 'OimapProcess', 'run_oimap',
+           'start_oimap', 'run_cmd', 'oimap_bin', 'oimap_env', 'tmpdir', 'write_file',
+           'write_config', 'cfg_escape', 'offlineimap_config', 'DovecotTestCase', 'main']
+
 Result = collections.namedtuple('Result', 'rc stdout stderr')
 
 DEFAULT_TIMEOUT = float(os.environ.get('OIMAP_TEST_TIMEOUT', '60'))

@@ -540,6 +540,9 @@ static void test_malformed(void)
                POL_BODY, &small, OIMAP_ETOOBIG, "longer");
     expect_err("text over limit", "* OK 0123456789012345678901234567890123456789\r\n", 48, POL_BODY,
                &small, OIMAP_ETOOBIG, "longer");
+    expect_err("line over limit before a literal",
+               "* 1 FETCH (UID 1234567890 FLAGS (\\Seen) BODY[] {5}\r\nhello)\r\n", 60, POL_BODY,
+               &small, OIMAP_ETOOBIG, "longer");
     free(check_splits("literals do not count against the line",
                       "* X {30}\r\n012345678901234567890123456789 {30}\r\n"
                       "012345678901234567890123456789\r\n",

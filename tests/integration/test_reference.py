@@ -1,0 +1,448 @@
+#!/usr/bin/env python3
+"""Reference suite: the same scenarios through Debian's offlineimap (8,
+offlineimap3) and through oimap, each on its own Dovecot user with identical
+starting content (same corpus seed, so the same messages, flags and UIDs),
+each with its own Maildir and metadata directory, and one config text for
+both (util.offlineimap_config: plain IMAP, default options).
+
+Compared after every scenario:
+- the two Maildirs, as {folder: (Message-ID, body sha256, ':2,' letters)}
+  with folder names made logical (sep -> '/', modified UTF-7 decoded), and
+  separately the raw folder layout on disk;
+- the two server accounts, as {folder: (Message-ID, body sha256, flags)},
+  with the tools' upload markers (X-OfflineIMAP, X-OIMAP-TUID) removed from
+  the bodies before hashing, and the raw (modified UTF-7) folder names.
+Bodies are hashed with CRLF turned into LF; line ends are compared apart.
+
+Where oimap differs on purpose the test says so and checks the difference:
+- mass-deletion guard (a folder emptied on one side is held back, test 3);
+- a deletion on one side is not propagated when the other side's copy was
+  newly \\Flagged since the last sync: it is copied back (test 2b).
+Every assertion names the folder, the Message-ID and the flags that differ.
+"""
+
+import os
+import random
+import re
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import util  # noqa: E402
+from util import corpus  # noqa: E402
+import reference_compare as rc  # noqa: E402
+
+FOLDERS = ('INBOX', 'Sent', 'Lists/dev', 'Brouillons/Été')
+USERS = {'%s%d' % (p, i): 'pw-%s%d' % (p, i) for p in ('o', 'm') for i in range(1, 8)}
+MTIME = 1690000000  # mtime of new local messages (offlineimap's INTERNALDATE source)
+TIMES = []
+
+
+def imap_flags(letters):
+    """Maildir letters -> the server flag text of Msg.flags."""
+    return ' '.join(sorted(corpus.maildir_to_imap_flags(
+        ''.join(c for c in letters if c.isupper()))))
+
+
+def new_message(seed, index, folder='INBOX', size=2500):
+    rng = random.Random(seed * 1000 + index)
+    data, mid, _ = corpus.make_message(rng, index, size, seed=seed, folder=folder)
+    return data, mid
+
+
+class ReferenceTest(util.DovecotTestCase):
+    dovecot_args = {'users': USERS}
+
+    @classmethod
+    def setUpClass(cls):
+        if not os.access(rc.OFFLINEIMAP, os.X_OK):
+            raise unittest.SkipTest('%s not installed (apt-get install offlineimap3)'
+                                    % rc.OFFLINEIMAP)
+        super().setUpClass()
+
+    def tearDown(self):
+        for t in getattr(self, 'tools', ()):
+            for tool, secs in t.runs:
+                TIMES.append((self.id().rsplit('.', 1)[-1], tool, secs))
+        super().tearDown()
+
+    # -- set-up ---------------------------------------------------------------
+    def pair(self, tag, n, seed):
+        """(offlineimap Tool, oimap Tool) on users o<tag>/m<tag>, both filled
+        with the same n corpus messages."""
+        off = rc.Tool('offlineimap', self.dv, 'o' + tag, self.tmp)
+        oim = rc.Tool('oimap', self.dv, 'm' + tag, self.tmp)
+        self.tools = (off, oim)
+        for t in self.tools:
+            corpus.fill(self.dv, t.user, n, seed=seed, min_size=1500, max_size=30000)
+        return off, oim
+
+    def sync_both(self, off, oim, *oimap_args, oimap_rc=0):
+        off.sync()
+        return oim.sync(*oimap_args, expect_rc=oimap_rc)
+
+    # -- comparison -----------------------------------------------------------
+    def compare(self, off, oim, label, ignore_local=(), ignore_server=()):
+        """Both Maildirs and both servers, message by message; each aspect is a
+        subTest so that one failure does not hide the others."""
+        lo, lm = rc.maildir_state(off.root), rc.maildir_state(oim.root)
+        (so, fo), (sm, fm) = rc.server_state(self.dv, off.user), rc.server_state(self.dv, oim.user)
+        checks = [
+            ('Maildir messages', rc.diff_states(lo, lm, 'offlineimap', 'oimap',
+                                                label + ' Maildir', set(ignore_local))),
+            ('server messages', rc.diff_states(so, sm, 'offlineimap', 'oimap',
+                                               label + ' server', set(ignore_server))),
+            ('duplicates', rc.duplicates(lo, 'offlineimap Maildir') +
+             rc.duplicates(lm, 'oimap Maildir') + rc.duplicates(so, 'offlineimap server') +
+             rc.duplicates(sm, 'oimap server')),
+        ]
+        # each tool's Maildir must equal its own server (flags mapped)
+        for t, l, s in ((off, lo, so), (oim, lm, sm)):
+            l2 = {f: [m._replace(flags=imap_flags(m.flags)) for m in ms] for f, ms in l.items()}
+            checks.append(('%s Maildir = its server' % t.name,
+                           rc.diff_states(l2, s, 'Maildir', 'server', label + ' ' + t.name)))
+        layout_o, layout_m = rc.maildir_layout(off.root), rc.maildir_layout(oim.root)
+        if layout_o != layout_m:
+            checks.append(('Maildir layout', ['%s: local folder directories differ: offlineimap '
+                                              '%r, oimap %r' % (label, layout_o, layout_m)]))
+        raw_o, raw_m = [r for _, r in fo], [r for _, r in fm]
+        if raw_o != raw_m:
+            checks.append(('server folders', ['%s: server folders (raw mUTF-7) differ: '
+                                              'offlineimap %r, oimap %r' % (label, raw_o, raw_m)]))
+        failed = []
+        for name, problems in checks:
+            with self.subTest(check=name, at=label):
+                if problems:
+                    failed.append(name)
+                self.assertEqual(problems, [], '\n' + '\n'.join(problems[:40]))
+        return lo, lm, so, sm
+
+    def assert_idempotent(self, t, label):
+        """Another run of t's tool changes nothing on either side."""
+        names, state = rc.tree_names(t.root), rc.maildir_state(t.root)
+        srv = rc.server_state(self.dv, t.user)
+        args = ('-d', 'imap') if t.name == 'oimap' else ()
+        r = t.sync(*args)
+        with self.subTest(check='idempotent', tool=t.name, at=label):
+            self.assertEqual(rc.diff_states(state, rc.maildir_state(t.root), 'before', 'after',
+                                            '%s rerun' % t.name), [])
+            self.assertEqual(sorted(names ^ rc.tree_names(t.root)), [],
+                             '%s rerun renamed/created/removed Maildir files' % t.name)
+            self.assertEqual(srv, rc.server_state(self.dv, t.user),
+                             '%s rerun changed the server' % t.name)
+            if t.name == 'oimap':
+                out = r.stdout + r.stderr
+                self.assertEqual(rc.IMAP_WRITES_RE.findall(out), [], out[-3000:])
+                self.assertEqual(rc.IMAP_BODY_FETCH_RE.findall(out), [], out[-3000:])
+
+    # -- scenarios ------------------------------------------------------------
+    def test_1_initial_download(self):
+        """~100 messages in 4 folders (nested, non-ASCII) downloaded."""
+        off, oim = self.pair('1', 100, seed=21)
+        self.sync_both(off, oim)
+        lo, lm, _, _ = self.compare(off, oim, 'initial download')
+        # file level: new/ vs cur/, U=, FMD5, line ends, per message
+        diffs = []
+        for folder in sorted(set(lo) & set(lm)):
+            mo, mm = rc.by_mid(lo, folder), rc.by_mid(lm, folder)
+            for mid in sorted(set(mo) & set(mm)):
+                a, b = mo[mid].extra, mm[mid].extra
+                for k in ('subdir', 'uid', 'fmd5', 'eol'):
+                    if a[k] != b[k]:
+                        diffs.append('folder %r, message %s: %s %r in offlineimap (%s), %r in '
+                                     'oimap (%s)' % (folder, mid, k, a[k], a['name'], b[k],
+                                                     b['name']))
+        with self.subTest(check='file names and line ends'):
+            self.assertEqual(diffs, [], '\n' + '\n'.join(diffs[:30]) +
+                             '\n(%d differences)' % len(diffs))
+        for t in (off, oim):
+            self.assert_idempotent(t, 'initial download')
+
+    def test_2_two_way_changes(self):
+        """New, deleted and re-flagged messages on both sides, conflicts
+        (each side changed the same message differently), a new nested and a
+        new non-ASCII folder on the server, a new nested folder locally."""
+        off, oim = self.pair('2', 90, seed=22)
+        self.sync_both(off, oim)
+        self.compare(off, oim, 'before changes')
+        inbox = self.dv.fetch_all(off.user, 'INBOX')
+        seen = [r for r in inbox if '\\Seen' in r['flags'] and '\\Flagged' not in r['flags']]
+        unseen = [r for r in inbox if '\\Seen' not in r['flags'] and
+                  '\\Flagged' not in r['flags']]
+        self.assertGreaterEqual(len(seen), 10)
+        self.assertGreaterEqual(len(unseen), 7)
+        S, U = [r['uid'] for r in seen], [r['uid'] for r in unseen]
+        sent = [r['uid'] for r in self.dv.fetch_all(off.user, 'Sent')]
+        mid_of = {r['uid']: r['message_id'] for r in inbox}
+
+        for t in (off, oim):
+            with self.dv.session(t.user) as s:
+                self.assertEqual(s.uids('INBOX'), [r['uid'] for r in inbox],
+                                 'the two users must start identical')
+                s.delete('INBOX', [S[0], U[0]])             # deleted on the server
+                s.set_flags('INBOX', [S[1], U[1]], ['\\Flagged'])
+                s.clear_flags('INBOX', [S[2]], ['\\Seen'])
+                s.set_flags('INBOX', [U[2]], ['\\Answered'])  # conflict A (local: +F)
+                s.clear_flags('INBOX', [S[3]], ['\\Seen'])    # conflict B (local: +F)
+                s.set_flags('INBOX', [S[4]], ['\\Flagged'])   # conflict C (local: +R)
+                s.set_flags('INBOX', [U[3]], ['\\Seen'])      # same change on both sides
+                s.delete('INBOX', [S[5]])                     # deleted on both sides
+                s.delete('Sent', sent[:1])
+                for i, fl in enumerate(([], ['\\Seen'], ['\\Flagged', '\\Seen'])):
+                    s.append('Lists/dev', new_message(220, i, 'Lists/dev')[0], fl)
+                s.append('INBOX', new_message(220, 3)[0], [])
+                for i, folder in enumerate(('Archives/2023', 'Archives/2023', 'Archives/Année')):
+                    s.create_folder(folder)
+                    s.append(folder, new_message(220, 10 + i)[0], ['\\Seen'])
+            root = t.root
+            p = lambda uid: rc.find_local(root, mid_of[uid])  # noqa: E731
+            os.unlink(p(S[6]))                                 # deleted locally
+            os.unlink(p(U[4]))
+            os.unlink(p(S[5]))
+            rc.set_local_letters(p(U[5]), set(rc.letters_of(p(U[5]))) | {'F', 'S'})
+            rc.set_local_letters(p(S[7]), set(rc.letters_of(p(S[7]))) - {'S'})
+            rc.set_local_letters(p(U[2]), set(rc.letters_of(p(U[2]))) | {'F'})
+            rc.set_local_letters(p(S[3]), set(rc.letters_of(p(S[3]))) | {'F'})
+            rc.set_local_letters(p(S[4]), set(rc.letters_of(p(S[4]))) | {'R'})
+            rc.set_local_letters(p(U[3]), set(rc.letters_of(p(U[3]))) | {'S'})
+            rc.set_local_letters(p(S[8]), set(rc.letters_of(p(S[8]))) | {'T'})  # mutt's "d"
+            for i, letters in enumerate((None, 'S', 'FS')):
+                rc.write_local(root, 'INBOX', new_message(221, i)[0], 'ref%d.local' % i,
+                               letters, MTIME + i)
+            drafts = [rel for rel in rc.maildir_layout(root)
+                      if rc.logical_folder(rel) == 'Brouillons/Été']
+            self.assertEqual(len(drafts), 1, rc.maildir_layout(root))
+            rc.write_local(root, drafts[0], new_message(221, 5)[0], 'ref5.local', 'DS',
+                           MTIME + 5)
+            for i in range(2):                                 # new nested local folder
+                rc.write_local(root, 'Lists.ops', new_message(221, 6 + i, 'Lists/ops')[0],
+                               'ref%d.local' % (6 + i), 'S', MTIME + 6 + i)
+
+        self.sync_both(off, oim)
+        lo, lm, so, sm = self.compare(off, oim, 'after two-way changes')
+        # INTERNALDATE of the uploads: both tools take it from the file's mtime?
+        diffs = []
+        for folder in ('INBOX', 'Brouillons/Été', 'Lists/ops'):
+            a, b = rc.by_mid(so, folder), rc.by_mid(sm, folder)
+            for i in (0, 1, 2, 5, 6, 7):
+                mid = new_message(221, i)[1]
+                if mid in a and mid in b and a[mid].extra['internaldate'] != \
+                        b[mid].extra['internaldate']:
+                    diffs.append('folder %r, uploaded %s: INTERNALDATE %s by offlineimap, %s by '
+                                 'oimap (file mtime %d)' % (folder, mid,
+                                                            a[mid].extra['internaldate'],
+                                                            b[mid].extra['internaldate'],
+                                                            MTIME + i))
+        with self.subTest(check='INTERNALDATE of uploads'):
+            self.assertEqual(diffs, [], '\n' + '\n'.join(diffs))
+        # a second run converges (offlineimap expunges \Deleted ones only now)
+        self.sync_both(off, oim)
+        self.compare(off, oim, 'second sync after changes')
+        for t in (off, oim):
+            self.assert_idempotent(t, 'after two-way changes')
+
+    def test_2b_flagged_copy_survives_deletion(self):
+        """On purpose: a message deleted on one side whose other copy was newly
+        \\Flagged since the last sync is copied back by oimap (the flag says
+        the user still wants it); offlineimap deletes it."""
+        off, oim = self.pair('3', 30, seed=26)
+        self.sync_both(off, oim)
+        inbox = self.dv.fetch_all(off.user, 'INBOX')
+        plain = [r for r in inbox if '\\Flagged' not in r['flags']]
+        x, y, z = plain[0], plain[1], plain[2]
+        for t in (off, oim):
+            with self.dv.session(t.user) as s:
+                s.set_flags('INBOX', [x['uid']], ['\\Flagged'])  # flagged on the server...
+                s.delete('INBOX', [y['uid'], z['uid']])          # ...deleted on the server
+            os.unlink(rc.find_local(t.root, x['message_id']))    # ...deleted locally
+            py = rc.find_local(t.root, y['message_id'])
+            rc.set_local_letters(py, set(rc.letters_of(py)) | {'F'})  # flagged locally
+        self.sync_both(off, oim)
+        self.sync_both(off, oim)
+        mx, my = x['message_id'], y['message_id']
+        ignore = {('INBOX', mx), ('INBOX', my)}
+        lo, lm, so, sm = self.compare(off, oim, 'flagged vs deleted', ignore, ignore)
+        # offlineimap: both gone everywhere
+        for state, where in ((lo, 'offlineimap Maildir'), (so, 'offlineimap server')):
+            for mid in (mx, my):
+                self.assertNotIn(mid, rc.by_mid(state, 'INBOX'), where)
+        # oimap: both kept on both sides, with \Flagged
+        for mid in (mx, my):
+            self.assertIn('F', rc.by_mid(lm, 'INBOX').get(mid, rc.Msg(0, 0, '', 0)).flags,
+                          'oimap Maildir should keep flagged %s' % mid)
+            self.assertIn('\\Flagged', rc.by_mid(sm, 'INBOX').get(mid, rc.Msg(0, 0, '', 0))
+                          .flags, 'oimap server should keep flagged %s' % mid)
+        self.assertNotIn(z['message_id'], rc.by_mid(lm, 'INBOX'))
+
+    def test_3_server_deletions(self):
+        """Deletions on the server only; one folder emptied. On purpose:
+        oimap's mass-deletion guard holds the emptied folder back (exit 1,
+        says how to let it through); offlineimap empties the local folder.
+        With deletion_guard = no the results are the same."""
+        off, oim = self.pair('4', 60, seed=23)
+        self.sync_both(off, oim)
+        before = rc.maildir_state(oim.root)
+        for t in (off, oim):
+            with self.dv.session(t.user) as s:
+                s.delete('INBOX', s.uids('INBOX')[2:6])
+                s.delete('Sent', s.uids('Sent')[-1:])
+                s.delete('Lists/dev', s.uids('Lists/dev'))
+        off.sync()
+        r = oim.sync(expect_rc=1)
+        self.assertRegex(r.stdout + r.stderr, r'Lists/dev.*held back|held back.*Lists/dev',
+                         r.stdout + r.stderr)
+        self.assertIn('deletion_guard', r.stdout + r.stderr)
+        held = {('Lists/dev', m.mid) for m in before['Lists/dev']}
+        self.assertTrue(held)
+        lo, lm, _, _ = self.compare(off, oim, 'server deletions (guard)', ignore_local=held)
+        self.assertEqual(lo['Lists/dev'], [])
+        self.assertEqual(sorted(lm['Lists/dev']), sorted(before['Lists/dev']),
+                         'oimap must keep the held-back folder untouched')
+        oim.sync('-k', 'Account_test:deletion_guard=no')
+        self.compare(off, oim, 'server deletions (guard off)')
+        for t in (off, oim):
+            self.assert_idempotent(t, 'after server deletions')
+
+    def test_4_local_new_folders(self):
+        """Folders made in the Maildir are created on the server
+        (createfolders): top level, nested under a new and under an existing
+        parent, non-ASCII (named as offlineimap lays it out: modified
+        UTF-7), and an empty one."""
+        off, oim = self.pair('5', 20, seed=24)
+        self.sync_both(off, oim)
+        for t in (off, oim):
+            for i, (rel, letters) in enumerate((('Projets', 'S'), ('Projets', None),
+                                                ('Projets.2024', 'FS'), ('Lists.ops', ''),
+                                                ('Re&AOc-us', 'S'))):
+                rc.write_local(t.root, rel, new_message(240, i)[0], 'ref%d.local' % i,
+                               letters, MTIME + i)
+            for sub in ('cur', 'new', 'tmp'):
+                os.makedirs(os.path.join(t.root, 'Vide', sub))
+        self.sync_both(off, oim)
+        self.sync_both(off, oim)
+        self.compare(off, oim, 'local new folders')
+        for t in (off, oim):
+            self.assert_idempotent(t, 'after local new folders')
+
+    def test_5_switch_from_offlineimap(self):
+        """Migration (issue 7): an account synced by offlineimap, then oimap
+        with the same config file (same Maildir and metadata directory, no
+        oimap status yet): nothing downloaded, nothing uploaded, the Maildir
+        unchanged but for flag renames, offlineimap's own files untouched."""
+        off = rc.Tool('offlineimap', self.dv, 'o6', self.tmp)
+        self.tools = (off,)
+        corpus.fill(self.dv, off.user, 80, seed=25, min_size=1500, max_size=30000)
+        off.sync()
+        # some history: an upload, a flag change each way, deletions
+        rc.write_local(off.root, 'INBOX', new_message(250, 0)[0], 'ref0.local', 'S', MTIME)
+        with self.dv.session(off.user) as s:
+            uids = s.uids('INBOX')
+            s.set_flags('INBOX', uids[:2], ['\\Flagged'])
+            s.delete('INBOX', uids[2:3])
+        off.sync()
+        off.sync()
+        names = rc.tree_names(off.root)
+        state = rc.maildir_state(off.root)
+        srv = rc.server_state(self.dv, off.user)
+        meta = {n: open(os.path.join(off.meta, n), 'rb').read()
+                for n in rc.tree_names(off.meta) if not n.endswith('/')}
+
+        r = off.sync('-d', 'imap', tool='oimap', expect_rc=None)
+        out = r.stdout + r.stderr
+        fetches = rc.IMAP_BODY_FETCH_RE.findall(out)
+        appends = [w for w in rc.IMAP_WRITES_RE.findall(out) if w == 'APPEND']
+        writes = rc.IMAP_WRITES_RE.findall(out)
+        after = rc.maildir_state(off.root)
+        problems = []
+        if r.rc != 0:
+            problems.append('oimap exit status %d' % r.rc)
+        if fetches:
+            problems.append('%d body FETCH commands (re-download): %s' % (
+                len(fetches), re.findall(r'C: \S+ (?:UID )?FETCH [^\n]{0,80}', out)[:5]))
+        if appends:
+            problems.append('%d APPEND commands (duplicates on the server)' % len(appends))
+        if [w for w in writes if w != 'STORE']:
+            problems.append('server writes: %s' % sorted(set(writes)))
+        problems += rc.diff_states(state, after, 'offlineimap', 'oimap after takeover',
+                                   'Maildir')
+        changed = {re.split(r'[:!]2,', n)[0] for n in names ^ rc.tree_names(off.root)}
+        changed -= {n for n in changed if n.endswith('/') and n.startswith('..')}
+        if changed:
+            problems.append('Maildir files added/removed (beyond flag renames): %s' %
+                            sorted(changed)[:10])
+        srv2 = rc.server_state(self.dv, off.user)
+        if srv2 != srv:
+            problems += rc.diff_states(srv[0], srv2[0], 'before', 'after', 'server')
+            problems.append('server folders before %r, after %r' % (srv[1], srv2[1]))
+        meta2 = {n: open(os.path.join(off.meta, n), 'rb').read()
+                 for n in rc.tree_names(off.meta) if not n.endswith('/')
+                 and not n.startswith('oimap' + os.sep)}
+        if meta2 != meta:
+            problems.append('offlineimap metadata changed: %s' % sorted(
+                set(meta) ^ set(meta2) | {n for n in meta if meta.get(n) != meta2.get(n)}))
+        self.assertEqual(problems, [], '\nmigration from offlineimap:\n' +
+                         '\n'.join(problems[:40]) + '\n--- oimap output ---\n' +
+                         '\n'.join(ln for ln in out.splitlines()
+                                   if not ln.startswith(('S: ', 'C: ')))[-3000:])
+        # and from now on oimap syncs the account
+        with self.dv.session(off.user) as s:
+            s.append('Sent', new_message(250, 1)[0], ['\\Seen'])
+        off.sync(tool='oimap')
+        off.sync(tool='oimap')
+        lstate = {f: [m._replace(flags=imap_flags(m.flags)) for m in ms]
+                  for f, ms in rc.maildir_state(off.root).items()}
+        self.assertEqual(rc.diff_states(lstate, rc.server_state(self.dv, off.user)[0],
+                                        'Maildir', 'server', 'after takeover'), [])
+
+    # -- the comparison itself ------------------------------------------------
+    def test_6_comparison_catches_differences(self):
+        """The comparison fails on a missing message, changed flags, a changed
+        body and an extra folder (so a green suite means something)."""
+        off, oim = self.pair('7', 12, seed=27)
+        for t in (off, oim):
+            t.sync()
+        lo = rc.maildir_state(off.root)
+
+        def mutated(fn):
+            st = {f: list(ms) for f, ms in lo.items()}
+            fn(st)
+            return rc.diff_states(lo, st, 'a', 'b', 'x')
+
+        self.assertEqual(mutated(lambda st: None), [])
+        gone = mutated(lambda st: st['INBOX'].pop(0))
+        self.assertTrue(gone and lo['INBOX'][0].mid in gone[0], gone)
+        flags = mutated(lambda st: st['INBOX'].__setitem__(0, st['INBOX'][0]._replace(
+            flags='F')))
+        self.assertTrue(flags and 'flags' in flags[0], flags)
+        body = mutated(lambda st: st['Sent'].__setitem__(0, st['Sent'][0]._replace(sha='0')))
+        self.assertEqual(len(body), 2, body)
+        extra = mutated(lambda st: st.__setitem__('New', []))
+        self.assertTrue(extra and "'New' only in b" in extra[0], extra)
+        # and on disk: a message removed from one Maildir is reported by compare()
+        os.unlink(rc.find_local(oim.root, lo['Sent'][0].mid))
+        with self.assertRaises(AssertionError) as cm:
+            with self.subTest():
+                pass
+            problems = rc.diff_states(rc.maildir_state(off.root), rc.maildir_state(oim.root),
+                                      'offlineimap', 'oimap', 'Maildir')
+            self.assertEqual(problems, [], '\n'.join(problems))
+        self.assertIn(lo['Sent'][0].mid, str(cm.exception))
+
+
+def _report():
+    if TIMES:
+        tot = {}
+        for _, tool, secs in TIMES:
+            tot[tool] = tot.get(tool, 0) + secs
+        print('\nrun times: ' + ', '.join('%s %.1f s in %d runs' % (
+            k, v, sum(1 for _, t, _ in TIMES if t == k)) for k, v in sorted(tot.items())),
+            file=sys.stderr)
+
+
+if __name__ == '__main__':
+    import atexit
+    atexit.register(_report)
+    t0 = time.monotonic()
+    atexit.register(lambda: print('suite: %.1f s' % (time.monotonic() - t0), file=sys.stderr))
+    util.main()
