@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "eol.h"
 #include "err.h"
 #include "imap_conn.h"
 #include "log.h"
@@ -293,6 +294,8 @@ struct dl_batch {
     bool *got;
     struct repo_maildir_batch *rb;
     struct repo_maildir_writer *w; /* the message being received */
+    struct eol_dec eol;            /* CRLF -> LF: Maildir files hold LF */
+    bool want_pause;
     bool paused;
     bool failed_write;
 };
@@ -342,6 +345,7 @@ static void dl_begin(struct imap_conn *conn, const struct imap_fetch *partial, u
     }
     if (b->c->rc < 0 || b->failed_write)
         return;
+    b->eol = (struct eol_dec){0};
     int rc = repo_maildir_deliver_begin(b->c->mf, dl_drain, b, &b->w);
     if (rc < 0) {
         b->w = NULL;
@@ -350,13 +354,27 @@ static void dl_begin(struct imap_conn *conn, const struct imap_fetch *partial, u
     }
 }
 
+/* Segments of the message with its CRLFs turned into LFs, as offlineimap and
+ * mbsync store messages (no extra copy: segments point into the input). */
+static int dl_emit(void *arg, const char *p, size_t n)
+{
+    struct dl_batch *b = arg;
+    int rc = repo_maildir_write(b->w, p, n);
+    if (rc == 1) {
+        b->want_pause = true;
+        return 0;
+    }
+    return rc;
+}
+
 static void dl_data(struct imap_conn *conn, const char *chunk, size_t len, void *arg)
 {
     struct dl_batch *b = arg;
     if (!b->w)
         return;
-    int rc = repo_maildir_write(b->w, chunk, len);
-    if (rc == 1 && !b->paused) {
+    b->want_pause = false;
+    int rc = eol_dec_feed(&b->eol, chunk, len, dl_emit, b);
+    if (rc == 0 && b->want_pause && !b->paused) {
         b->paused = true; /* the writer's buffer is full: stop reading */
         imap_conn_pause(conn);
     } else if (rc < 0) {
@@ -395,6 +413,13 @@ static void dl_end(struct imap_conn *conn, const struct imap_fetch *f, void *arg
         return;
     }
     const struct plan_download *d = &c->plan->downloads[i];
+    int erc = eol_dec_end(&b->eol, dl_emit, b);
+    if (erc < 0) {
+        repo_maildir_deliver_abort(b->w);
+        b->w = NULL;
+        sync_fail(c, erc, "UID %u: cannot write the local message: %s", d->far_uid, err_str(erc));
+        return;
+    }
     struct repo_maildir_delivery dv = {.uid = d->far_uid, .mtime = -1, .name_time = -1};
     sync_plan_to_maildir(c, d->flags, &dv.flags);
     /* offlineimap keeps the delivery time unless asked otherwise; we use
@@ -599,6 +624,8 @@ struct sync_upload {
     char hdr[64];
     size_t hdr_len, hdr_off;
     uint64_t fsize, sent;
+    uint64_t extra; /* CRs added: the file has LF line ends, IMAP wants CRLF */
+    struct eol_enc enc_count, enc_send;
     int64_t mtime;
     uint64_t intent_id;
     uint32_t uid;
@@ -626,6 +653,25 @@ void sync_exec_free(struct sync_ctx *c)
     c->nul = 0;
 }
 
+/* Counting pass: the APPEND literal's size must be known before its first
+ * byte, and every bare LF of the file will travel as CRLF. */
+static void on_ul_count(struct repo_maildir_reader *r, int st, const void *data, size_t len,
+                        void *arg)
+{
+    struct sync_upload *u = arg;
+    struct sync_ctx *c = u->c;
+    (void)r;
+    if (st < 0) {
+        sync_fail(c, st, "cannot read local message %s: %s", c->nl->v[u->near_idx].name,
+                  err_str(st));
+        sync_op_end(c);
+    } else if (len == 0) {
+        sync_op_end(c);
+    } else {
+        u->extra += eol_enc_count(&u->enc_count, data, len);
+    }
+}
+
 static void on_ul_stat(int st, int64_t mtime, uint64_t size, void *arg)
 {
     struct sync_upload *u = arg;
@@ -636,6 +682,12 @@ static void on_ul_stat(int st, int64_t mtime, uint64_t size, void *arg)
     } else {
         u->mtime = mtime;
         u->fsize = size;
+        const struct repo_maildir_entry *e = &c->nl->v[u->near_idx];
+        struct repo_maildir_reader *cr;
+        int rc = repo_maildir_read(c->mf, e->in_new, e->name, on_ul_count, u, &cr);
+        if (rc == 0)
+            return; /* on_ul_count ends the operation */
+        sync_fail(c, rc, "cannot read local message %s: %s", e->name, err_str(rc));
     }
     sync_op_end(c);
 }
@@ -691,10 +743,11 @@ static ssize_t ul_read(void *arg, char *buf, size_t cap)
         return (ssize_t)n;
     }
     if (u->boff < u->blen) {
-        size_t n = u->blen - u->boff;
-        n = n < cap ? n : cap;
-        memcpy(buf, u->buf + u->boff, n);
-        u->boff += n;
+        size_t used;
+        size_t n = eol_enc_feed(&u->enc_send, u->buf + u->boff, u->blen - u->boff, buf, cap, &used);
+        if (n == 0)
+            return -EINVAL; /* cap < 2: cannot happen with imap_conn's buffers */
+        u->boff += used;
         u->sent += n;
         return (ssize_t)n;
     }
@@ -760,7 +813,7 @@ static void ul_append_setup(struct sync_ctx *c)
             .flags = sync_imap_sys(f),
             .keywords = kw[0] ? kw : NULL,
             .internaldate = u->mtime > 0 ? (time_t)u->mtime : 0,
-            .size = u->hdr_len + u->fsize,
+            .size = u->hdr_len + u->fsize + u->extra,
             .read = ul_read,
         };
         int rc = imap_conn_append(c->job.conn, &m, on_appended, u);
