@@ -24,6 +24,13 @@
 
 #define CHUNK_SIZE (256u * 1024u)
 #define HIGH_WATER (4u * CHUNK_SIZE)
+/* All writers of a repository together: above REPO_HIGH_WATER every write
+ * asks its producer to pause, and producers resume below REPO_LOW_WATER.
+ * This, not the network, bounds the memory of a download: data leaves our
+ * buffers as soon as write() put it in the page cache. */
+#define REPO_HIGH_WATER (2u * 1024u * 1024u)
+#define REPO_LOW_WATER (512u * 1024u)
+#define FIRST_CHUNK (16u * 1024u) /* most messages are small */
 #define DEFAULT_JOBS 8u
 #define MAX_DEPTH 64
 #define MAX_STRAY_LOG 20
@@ -51,8 +58,10 @@ struct repo_maildir {
     unsigned inflight;
     size_t queued;
     struct job *qhead, *qtail;
-    unsigned refs;     /* the user's, plus one per folder handle */
-    unsigned dispatch; /* > 0 while a done function runs: no destroy then */
+    unsigned refs;                       /* the user's, plus one per folder handle */
+    unsigned dispatch;                   /* > 0 while a done function runs: no destroy then */
+    size_t buffered;                     /* bytes in every writer's chunks */
+    struct repo_maildir_writer *waiters; /* writers whose producer paused */
 };
 
 struct repo_maildir_folder {
@@ -1079,7 +1088,7 @@ int repo_maildir_stat(struct repo_maildir_folder *f, bool in_new, const char *na
 
 struct chunk {
     struct chunk *next;
-    size_t len;
+    size_t len, cap;
     char data[];
 };
 
@@ -1123,7 +1132,9 @@ struct repo_maildir_writer {
     struct chunk *jchunk;        /* the chunk the running job writes */
     bool jfinal;                 /* the running job finishes the file */
     size_t buffered;
+    size_t next_cap; /* capacity of the next chunk: grows to CHUNK_SIZE */
     bool want_drain;
+    struct repo_maildir_writer *wnext, **wprev; /* in md->waiters when want_drain */
     repo_maildir_drain_cb drain;
     void *drain_arg;
     struct repo_maildir_delivery d;
@@ -1191,10 +1202,54 @@ static void writer_work(struct job *j)
     }
 }
 
-static void chunks_free(struct chunk *c)
+static void waiter_remove(struct repo_maildir_writer *w)
+{
+    if (!w->wprev)
+        return;
+    *w->wprev = w->wnext;
+    if (w->wnext)
+        w->wnext->wprev = w->wprev;
+    w->wnext = NULL;
+    w->wprev = NULL;
+}
+
+static void waiter_add(struct repo_maildir_writer *w)
+{
+    struct repo_maildir *md = w->f->md;
+    if (w->wprev)
+        return;
+    w->wnext = md->waiters;
+    if (md->waiters)
+        md->waiters->wprev = &w->wnext;
+    md->waiters = w;
+    w->wprev = &md->waiters;
+}
+
+/* Wake the producers of paused writers once the repository's buffers have
+ * drained (and the writer's own ones). */
+static void drain_check(struct repo_maildir *md)
+{
+    for (;;) {
+        if (md->buffered >= REPO_LOW_WATER)
+            return;
+        struct repo_maildir_writer *w = md->waiters;
+        while (w && w->buffered >= HIGH_WATER)
+            w = w->wnext;
+        if (!w)
+            return;
+        waiter_remove(w);
+        w->want_drain = false;
+        if (w->drain && !w->aborted)
+            w->drain(w, w->drain_arg);
+    }
+}
+
+static void chunks_free(struct repo_maildir_writer *w, struct chunk *c)
 {
     while (c) {
         struct chunk *n = c->next;
+        w->buffered -= c->len;
+        w->f->md->buffered -= c->len;
         free(c);
         c = n;
     }
@@ -1202,8 +1257,16 @@ static void chunks_free(struct chunk *c)
 
 static void writer_destroy(struct repo_maildir_writer *w)
 {
-    chunks_free(w->cur);
-    chunks_free(w->qhead);
+    /* A producer still paused on this writer must not wait forever: wake it
+     * (early, perhaps; its next write pauses it again if need be). */
+    bool wake = w->wprev && w->want_drain && w->drain && !w->aborted;
+    waiter_remove(w);
+    if (wake) {
+        w->want_drain = false;
+        w->drain(w, w->drain_arg);
+    }
+    chunks_free(w, w->cur);
+    chunks_free(w, w->qhead);
     struct repo_maildir_folder *f = w->f;
     free(w);
     folder_unref(f);
@@ -1217,6 +1280,7 @@ static void writer_done(struct job *j)
         w->err = w->jerr;
     if (w->jchunk) {
         w->buffered -= w->jchunk->len;
+        w->f->md->buffered -= w->jchunk->len;
         free(w->jchunk);
         w->jchunk = NULL;
     }
@@ -1236,12 +1300,9 @@ static void writer_done(struct job *j)
         batch_writer_done(b, idx, st);
         return;
     }
+    struct repo_maildir *md = w->f->md;
     writer_kick(w);
-    if (w->want_drain && w->buffered < HIGH_WATER && !w->aborted) {
-        w->want_drain = false;
-        if (w->drain)
-            w->drain(w, w->drain_arg);
-    }
+    drain_check(md);
 }
 
 static void writer_kick(struct repo_maildir_writer *w)
@@ -1320,26 +1381,31 @@ int repo_maildir_write(struct repo_maildir_writer *w, const void *buf, size_t le
     const char *p = buf;
     while (len) {
         if (!w->cur) {
-            if (!(w->cur = malloc(sizeof(struct chunk) + CHUNK_SIZE)))
+            size_t cap = w->next_cap ? w->next_cap : FIRST_CHUNK;
+            if (!(w->cur = malloc(sizeof(struct chunk) + cap)))
                 return w->err = -ENOMEM;
             w->cur->len = 0;
+            w->cur->cap = cap;
             w->cur->next = NULL;
+            w->next_cap = cap * 2 < CHUNK_SIZE ? cap * 2 : CHUNK_SIZE;
         }
-        size_t room = CHUNK_SIZE - w->cur->len;
+        size_t room = w->cur->cap - w->cur->len;
         size_t n = len < room ? len : room;
         memcpy(w->cur->data + w->cur->len, p, n); /* the one copy of the data */
         w->cur->len += n;
         w->buffered += n;
+        w->f->md->buffered += n;
         w->bytes += n;
         p += n;
         len -= n;
-        if (w->cur->len == CHUNK_SIZE) {
+        if (w->cur->len == w->cur->cap) {
             writer_push_cur(w);
             writer_kick(w);
         }
     }
-    if (w->buffered > HIGH_WATER) {
+    if (w->buffered > HIGH_WATER || w->f->md->buffered > REPO_HIGH_WATER) {
         w->want_drain = true;
+        waiter_add(w);
         return 1;
     }
     return 0;
@@ -1351,8 +1417,9 @@ void repo_maildir_deliver_abort(struct repo_maildir_writer *w)
         return;
     w->aborted = true;
     w->finishing = false;
-    chunks_free(w->cur);
-    chunks_free(w->qhead);
+    waiter_remove(w);
+    chunks_free(w, w->cur);
+    chunks_free(w, w->qhead);
     w->cur = w->qhead = w->qtail = NULL;
     /* A running job finishes first; its done function then cleans up. */
     writer_kick(w);

@@ -467,6 +467,44 @@ static void test_big(void)
     repo_maildir_folder_free(&f);
 }
 
+/* Many writers together: the repository's total buffer is bounded, so a
+ * download of many messages cannot buffer them all in memory. */
+static void test_repo_budget(void)
+{
+    int st;
+    struct repo_maildir_folder *f = open_folder("Budget", REPO_MAILDIR_CREATE, &st);
+    enum { N = 6, EACH = 700 * 1024 };
+    char *data = calloc(1, EACH);
+    struct repo_maildir_writer *w[N];
+    int drains[N] = {0}, first_pause = -1;
+    for (int i = 0; i < N; i++) {
+        repo_maildir_deliver_begin(f, on_drain, &drains[i], &w[i]);
+        /* Under one writer's own high-water mark (1 MiB) each time. */
+        int rc = repo_maildir_write(w[i], data, EACH);
+        if (rc == 1 && first_pause < 0)
+            first_pause = i;
+    }
+    ok(first_pause >= 1 && first_pause <= 3,
+       "a writer is paused once the repository holds > 2 MiB (writer %d)", first_pause);
+    /* Finishing the others lets their data reach the disk, and the paused
+     * producer hears about it. */
+    struct res r[N];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < N; i++) {
+        struct repo_maildir_delivery d = {.uid = (uint32_t)(100 + i), .mtime = -1, .name_time = -1};
+        repo_maildir_deliver_commit(w[i], &d, on_rename, &r[i]);
+    }
+    for (int i = 0; i < N; i++)
+        run_until(&r[i].done);
+    int ok_all = 1;
+    for (int i = 0; i < N; i++)
+        ok_all &= r[i].st == 0;
+    ok(ok_all, "every message of the budget test delivered");
+    ok(first_pause >= 0 && drains[first_pause] == 1, "the paused writer was drained once");
+    free(data);
+    repo_maildir_folder_free(&f);
+}
+
 struct batch_res {
     int done, st, ok_items;
     size_t n;
@@ -830,6 +868,7 @@ int main(void)
     test_nested();
     test_deliver_scan_flags();
     test_big();
+    test_repo_budget();
     test_batch();
     test_offlineimap_fixture();
     test_windows();
