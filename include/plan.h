@@ -157,7 +157,7 @@ enum {
     PLAN_F_DELETED = 1u << 5,   /* \Deleted   Maildir T */
     PLAN_F_KEYWORD0 = 1u << 6,  /* keyword bits: Maildir letters a..z */
 };
-#define PLAN_F_KEYWORD(i) (PLAN_F_KEYWORD0 << (i)) /* 0 <= i < 26 */
+#define PLAN_F_KEYWORD(i) ((plan_flags_t)PLAN_F_KEYWORD0 << (i)) /* 0 <= i < 26 */
 
 /* ---- input ---------------------------------------------------------------- */
 
