@@ -11,6 +11,7 @@
 #include "err.h"
 #include "folder.h"
 #include "imap_conn.h"
+#include "imap_utf7.h"
 #include "log.h"
 #include "repo_maildir.h"
 #include "status.h"
@@ -236,6 +237,20 @@ static char *local_to_remote(struct acct *a, const char *local)
     return remote;
 }
 
+/* Folder names as filters, nametrans and the local side see them: UTF-8
+ * with utf8foldernames, else the server's modified UTF-7, as offlineimap
+ * (so an offlineimap Maildir keeps its folder names and FMD5s).  This turns
+ * such a name into the UTF-8 that imap_conn and the status store use; a name
+ * that is not valid modified UTF-7 (a local folder typed in UTF-8) is taken
+ * as UTF-8. */
+static char *view_to_utf8(const struct acct *a, const char *v)
+{
+    char *u = NULL;
+    if (a->cfg->utf8foldernames || imap_utf7_decode(v, strlen(v), &u) < 0)
+        return strdup(v);
+    return u;
+}
+
 static bool wanted_remote(struct acct *a, const char *remote)
 {
     if (a->cli_filter)
@@ -455,10 +470,10 @@ static void plan_folders(struct acct *a, struct repo_maildir_folder_list *locals
         if (!wanted_remote(a, r))
             continue;
         char *local = remote_to_local(a, r);
-        if (!local)
-            continue;
-        if (add_pair(a, r, local, false) < 0)
+        char *ru = local ? view_to_utf8(a, r) : NULL;
+        if (local && (!ru || add_pair(a, ru, local, false) < 0))
             acct_fail(a, "out of memory");
+        free(ru);
         free(local);
     }
     /* Folders only on the local side: create them on the server when the
@@ -469,11 +484,17 @@ static void plan_folders(struct acct *a, struct repo_maildir_folder_list *locals
         const char *l = locals->v[i].name;
         if (!*l || find_pair_local(a, l) || !folder_filter_match(a->lfilter, l))
             continue;
-        char *remote = local_to_remote(a, l);
-        if (!remote)
+        char *view = local_to_remote(a, l);
+        if (!view)
             continue;
-        if (!wanted_remote(a, remote)) {
-            free(remote);
+        if (!wanted_remote(a, view)) {
+            free(view);
+            continue;
+        }
+        char *remote = view_to_utf8(a, view);
+        free(view);
+        if (!remote) {
+            acct_fail(a, "out of memory");
             continue;
         }
         struct status_folder sf;
@@ -560,7 +581,8 @@ static void on_list_entry(struct imap_conn *c, const struct imap_list_entry *e, 
     if (!n)
         return;
     a->rnames = n;
-    if ((a->rnames[a->n_rnames] = strdup(e->name)) != NULL)
+    const char *view = a->cfg->utf8foldernames ? e->name : e->raw;
+    if ((a->rnames[a->n_rnames] = strdup(view)) != NULL)
         a->n_rnames++;
 }
 

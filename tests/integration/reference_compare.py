@@ -36,7 +36,8 @@ class Tool:
     Both tools get the same config text (util.offlineimap_config, plain IMAP,
     sep '.', default options), differing only in user and paths."""
 
-    def __init__(self, name, dv, user, base, config_text=None):
+    def __init__(self, name, dv, user, base, config_text=None, security='plain',
+                 account_opts=None):
         self.name = name
         self.dv = dv
         self.user = user
@@ -45,11 +46,12 @@ class Tool:
         self.meta = os.path.join(self.dir, 'meta')
         os.makedirs(self.root, exist_ok=True)
         self.config_text = config_text or util.offlineimap_config(
-            dv, self.root, user=user, security='plain', metadata=self.meta)
+            dv, self.root, user=user, security=security, metadata=self.meta,
+            account_opts=account_opts)
         self.config = util.write_config(self.config_text, self.dir, 'offlineimaprc')
         self.runs = []
 
-    def sync(self, *extra, tool=None, expect_rc=0, timeout=240):
+    def sync(self, *extra, tool=None, expect_rc=0, timeout=90):
         """One '-o -u basic' run of `tool` (default: self.name) on our config.
         Returns the Result; asserts the exit status unless expect_rc is None."""
         tool = tool or self.name
@@ -163,6 +165,18 @@ def write_local(root, rel, data, name, letters=None, mtime=None):
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
+
+
+def file_contents(root, skip=None):
+    """{relative path: bytes} of every file under root (paths starting with
+    skip left out)."""
+    out = {}
+    for n in tree_names(root):
+        if n.endswith('/') or (skip and n.startswith(skip)):
+            continue
+        with open(os.path.join(root, n), 'rb') as f:
+            out[n] = f.read()
+    return out
 
 
 def tree_names(root):
@@ -284,6 +298,31 @@ def duplicates(state, what):
                 out.append('%s: folder %r, message %s: %d copies' % (what, folder, _short(mid),
                                                                    n))
     return out
+
+
+def file_level_diffs(lo, lm, aspects=('subdir', 'fmd5', 'eol')):
+    """Per-message file differences between two Maildir states (offlineimap's,
+    oimap's): new/ or cur/, FMD5, line ends (and 'uid' when asked). Grouped
+    by (aspect, folder, value in lo, value in lm), one example each."""
+    groups = {}
+    for folder in sorted(set(lo) & set(lm)):
+        mo, mm = by_mid(lo, folder), by_mid(lm, folder)
+        for mid in sorted(set(mo) & set(mm), key=lambda m: m or ''):
+            a, b = mo[mid].extra, mm[mid].extra
+            for k in aspects:
+                # Intended difference: when a message becomes unseen again,
+                # offlineimap moves its file back to new/; oimap leaves it in
+                # cur/ (a mail reader has seen it: the Maildir spec's meaning
+                # of cur/, and what mbsync does).  Both show it unread.
+                if k == 'subdir' and a[k] == 'new' and b[k] == 'cur' and \
+                        'S' not in mm[mid].flags:
+                    continue
+                if a[k] != b[k]:
+                    groups.setdefault((k, folder, a[k], b[k]), []).append(
+                        (mid, a['name'], b['name']))
+    return ['%s differs for %d messages of folder %r: %r from offlineimap, %r from oimap (%s)'
+            % (k, len(v), folder, va, vb, '; '.join('%s: %s vs %s' % x for x in v[:3]))
+            for (k, folder, va, vb), v in sorted(groups.items(), key=str)]
 
 
 def by_mid(state, folder):
