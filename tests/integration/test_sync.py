@@ -30,8 +30,9 @@ SUMMARY_RE = re.compile(r'(\[dry-run\] )?[^:\n]+: folder (.+?): download (\d+), 
 
 
 def local_path(root, folder):
-    """The Maildir directory of a server folder (sep '.', as offlineimap)."""
-    return os.path.join(root, folder.replace('/', '.'))
+    """The Maildir directory of a server folder as offlineimap lays it out:
+    sep '.', and (utf8foldernames = no) the name in modified UTF-7."""
+    return os.path.join(root, util.mutf7_encode(folder).replace('/', '.'))
 
 
 def make_config(dv, root, user, account='test', account_opts=None, remote=None, local=None,
