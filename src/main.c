@@ -11,8 +11,10 @@
 #include "err.h"
 #include "info.h"
 #include "log.h"
+#include "scheduler.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +80,8 @@ int main(int argc, char **argv)
     char *path = NULL;
     int r, status = EXIT_USAGE;
 
+    /* A server closing while we write must be an error code, not a kill. */
+    signal(SIGPIPE, SIG_IGN);
     if (cli_parse(argc, argv, &opts) < 0)
         return EXIT_USAGE;
     if (opts.help) {
@@ -126,8 +130,13 @@ int main(int argc, char **argv)
         .single = opts.single || opts.profile_dir != NULL,
         .folders = opts.folders,
     };
-    r = account_run_all(loop, cfg, &ro);
-    status = r == 0 ? 0 : EXIT_SYNC_FAILED;
+    /* Without -o, accounts with autorefresh or idlefolders keep oimap running
+     * (offlineimap's behaviour); everything else is one sync. */
+    if (!opts.once && sched_wanted(cfg))
+        r = sched_run(loop, cfg, &ro);
+    else
+        r = account_run_all(loop, cfg, &ro);
+    status = r == 0 ? 0 : r == OIMAP_ECONFIG ? EXIT_USAGE : EXIT_SYNC_FAILED;
 
 out:
     uv_loop_close(uv_default_loop());

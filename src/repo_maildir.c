@@ -58,9 +58,9 @@ struct repo_maildir {
     unsigned inflight;
     size_t queued;
     struct job *qhead, *qtail;
-    unsigned refs;                       /* the user's, plus one per folder handle */
-    unsigned dispatch;                   /* > 0 while a done function runs: no destroy then */
-    size_t buffered;                     /* bytes in every writer's chunks */
+    unsigned refs;     /* the user's, plus one per folder handle */
+    unsigned dispatch; /* > 0 while a done function runs: no destroy then */
+    size_t pushed;     /* bytes of writer chunks handed to the pool: sure to drain */
     struct repo_maildir_writer *waiters; /* writers whose producer paused */
 };
 
@@ -103,6 +103,8 @@ static void pump(struct repo_maildir *md)
     }
 }
 
+static void drain_check(struct repo_maildir *md);
+
 static void on_after_work(uv_work_t *req, int status)
 {
     (void)status; /* we never uv_cancel(), so always 0 */
@@ -112,6 +114,9 @@ static void on_after_work(uv_work_t *req, int status)
     md->dispatch++;
     j->done(j); /* may free j, submit jobs, release md */
     pump(md);
+    /* After every job, whatever its kind or outcome (a writer's last job
+     * frees the writer without returning here through writer_done's end). */
+    drain_check(md);
     md->dispatch--;
     md_maybe_destroy(md);
 }
@@ -1109,7 +1114,6 @@ struct repo_maildir_batch {
     size_t pending; /* writers still finishing */
     bool committed;
     bool syncfs; /* one syncfs() instead of an fsync per file */
-    int dir_st;
     repo_maildir_batch_cb cb;
     void *arg;
     /* A single repo_maildir_deliver_commit() is a batch of one. */
@@ -1225,12 +1229,15 @@ static void waiter_add(struct repo_maildir_writer *w)
     w->wprev = &md->waiters;
 }
 
-/* Wake the producers of paused writers once the repository's buffers have
- * drained (and the writer's own ones). */
+/* Wake the producers of paused writers once the repository's queued data
+ * has drained (and the writer's own).  Only data handed to the pool counts:
+ * it is sure to drain, so a paused producer is always woken in the end; a
+ * writer's partial chunk (at most CHUNK_SIZE, one per message being
+ * received) is not waiting for anything. */
 static void drain_check(struct repo_maildir *md)
 {
     for (;;) {
-        if (md->buffered >= REPO_LOW_WATER)
+        if (md->pushed >= REPO_LOW_WATER)
             return;
         struct repo_maildir_writer *w = md->waiters;
         while (w && w->buffered >= HIGH_WATER)
@@ -1244,12 +1251,15 @@ static void drain_check(struct repo_maildir *md)
     }
 }
 
-static void chunks_free(struct repo_maildir_writer *w, struct chunk *c)
+/* Free a list of chunks; pushed: they were handed to the pool (counted in
+ * md->pushed), not w->cur. */
+static void chunks_free(struct repo_maildir_writer *w, struct chunk *c, bool pushed)
 {
     while (c) {
         struct chunk *n = c->next;
         w->buffered -= c->len;
-        w->f->md->buffered -= c->len;
+        if (pushed)
+            w->f->md->pushed -= c->len;
         free(c);
         c = n;
     }
@@ -1265,8 +1275,8 @@ static void writer_destroy(struct repo_maildir_writer *w)
         w->want_drain = false;
         w->drain(w, w->drain_arg);
     }
-    chunks_free(w, w->cur);
-    chunks_free(w, w->qhead);
+    chunks_free(w, w->cur, false);
+    chunks_free(w, w->qhead, true);
     struct repo_maildir_folder *f = w->f;
     free(w);
     folder_unref(f);
@@ -1280,7 +1290,7 @@ static void writer_done(struct job *j)
         w->err = w->jerr;
     if (w->jchunk) {
         w->buffered -= w->jchunk->len;
-        w->f->md->buffered -= w->jchunk->len;
+        w->f->md->pushed -= w->jchunk->len;
         free(w->jchunk);
         w->jchunk = NULL;
     }
@@ -1300,9 +1310,7 @@ static void writer_done(struct job *j)
         batch_writer_done(b, idx, st);
         return;
     }
-    struct repo_maildir *md = w->f->md;
     writer_kick(w);
-    drain_check(md);
 }
 
 static void writer_kick(struct repo_maildir_writer *w)
@@ -1344,6 +1352,7 @@ static void writer_push_cur(struct repo_maildir_writer *w)
         free(c);
         return;
     }
+    w->f->md->pushed += c->len;
     c->next = NULL;
     if (w->qtail)
         w->qtail->next = c;
@@ -1394,7 +1403,6 @@ int repo_maildir_write(struct repo_maildir_writer *w, const void *buf, size_t le
         memcpy(w->cur->data + w->cur->len, p, n); /* the one copy of the data */
         w->cur->len += n;
         w->buffered += n;
-        w->f->md->buffered += n;
         w->bytes += n;
         p += n;
         len -= n;
@@ -1403,7 +1411,7 @@ int repo_maildir_write(struct repo_maildir_writer *w, const void *buf, size_t le
             writer_kick(w);
         }
     }
-    if (w->buffered > HIGH_WATER || w->f->md->buffered > REPO_HIGH_WATER) {
+    if (w->buffered > HIGH_WATER || w->f->md->pushed > REPO_HIGH_WATER) {
         w->want_drain = true;
         waiter_add(w);
         return 1;
@@ -1418,8 +1426,8 @@ void repo_maildir_deliver_abort(struct repo_maildir_writer *w)
     w->aborted = true;
     w->finishing = false;
     waiter_remove(w);
-    chunks_free(w, w->cur);
-    chunks_free(w, w->qhead);
+    chunks_free(w, w->cur, false);
+    chunks_free(w, w->qhead, true);
     w->cur = w->qhead = w->qtail = NULL;
     /* A running job finishes first; its done function then cleans up. */
     writer_kick(w);
