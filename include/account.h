@@ -5,14 +5,18 @@
  *   - run presynchook;
  *   - open the status store (this takes the account lock: a second oimap on
  *     the same account stops here with "account is locked");
- *   - connect to the remote repository (imap_conn), list its folders; list
- *     the local Maildir's folders;
+ *   - connect to the remote repository (imap_conn), list its folders (with
+ *     each folder's STATUS when the server has LIST-STATUS); list the local
+ *     Maildir's folders;
  *   - decide the folder pairs: remote names translated (server delimiter ->
  *     local sep), nametrans/folderfilter/folderincludes in the simple forms
  *     oimap evaluates, -f overriding folderfilter as offlineimap does; create
  *     missing folders on either side where createfolders allows;
  *   - sync the pairs with sync_folder(), over up to maxconnections
- *     connections to the server (one with -1);
+ *     connections to the server (one with -1; the extra ones are opened only
+ *     while folders wait for a connection); a folder whose STATUS is the one
+ *     recorded is first checked without a connection and not SELECTed when
+ *     its Maildir has not changed either (sync.h, "The check");
  *   - run postsynchook; print the account's summary.
  * A failed folder does not stop the others; a failed account does not stop
  * the other accounts.

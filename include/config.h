@@ -226,7 +226,10 @@ struct config_override {
  * typing; an override naming a section that does not exist is an error (as
  * with offlineimap).  Returns 0 and a new config in *cfg_r (free it with
  * config_free()), or OIMAP_ECONFIG after logging every error found (a file
- * that cannot be read is "FILE: cannot read: REASON"), or -ENOMEM. */
+ * that cannot be read is "FILE: cannot read: REASON"), or -ENOMEM.  Unlike
+ * config_load_buffer(), it also checks that each IMAP repository's
+ * remotepassfile (and sslcacertfile when TLS is on) is a readable file, so a
+ * typo is a FILE:LINE error before anything is touched. */
 int config_load(const char *path, const struct config_override *ov, size_t n_ov,
                 struct config **cfg_r);
 

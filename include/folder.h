@@ -1,20 +1,21 @@
 /* folder.h - which folders an account syncs, and under which names.
  *
  * offlineimap configures this with Python expressions (folderfilter,
- * nametrans, folderincludes).  Until the full evaluator exists, oimap
- * understands the forms most configs use, and refuses any other with an
- * error naming the file, line and option (never a silent "sync everything"):
+ * nametrans, folderincludes), which oimap evaluates with its own small
+ * evaluator (pyeval.h; the subset is in oimap.conf(5), PYTHON EXPRESSIONS):
  *
- *   folderfilter   lambda f: f in ['INBOX', 'Sent']
- *                  lambda f: f not in ['Trash', 'Spam']
- *                  lambda f: re.search(r'^Lists', f)   (also re.match, and
- *                  "not re.search(...)"; Python's \d \w \s are understood)
- *   nametrans      lambda f: f
- *                  lambda f: re.sub(r'^INBOX\.', '', f)  (groups \1..\9)
+ *   folderfilter   lambda f: f not in ['[Gmail]/All Mail', '[Gmail]/Spam']
+ *                  lambda f: not re.search(r'(^Trash$|Del)', f)
+ *   nametrans      lambda f: re.sub(r'^INBOX\.', '', f)
+ *                  lambda f: {'[Gmail]/Sent Mail': 'sent'}.get(f, f)
  *   folderincludes ['Archive/2020', 'Lists/dev']
  *
- * Regular expressions run as POSIX extended expressions, which agree with
- * Python's on the constructs above.
+ * An expression outside the subset is refused when the account starts, with
+ * an error naming the file, line, option and construct (never a silent
+ * "sync everything").  An error while evaluating (a TypeError, a regular
+ * expression running out of steps) is logged and that folder is skipped.
+ * Filters and translations keep evaluation scratch space: use each from one
+ * thread at a time (the loop thread).
  */
 #ifndef OIMAP_FOLDER_H
 #define OIMAP_FOLDER_H
@@ -37,15 +38,20 @@ void folder_filter_free(struct folder_filter **f);
 
 /* Compile a nametrans (unset: identity).  Returns 0 or OIMAP_ECONFIG. */
 int folder_trans_new(const struct config_expr *e, const char *where, struct folder_trans **t_r);
-/* Translate name; returns a malloc'd string (NULL only when out of memory). */
+/* Translate name; returns a malloc'd string, or NULL when out of memory or
+ * when the expression fails or does not give a string (logged). */
 char *folder_trans_apply(const struct folder_trans *t, const char *name);
 bool folder_trans_is_identity(const struct folder_trans *t);
 void folder_trans_free(struct folder_trans **t);
 
-/* Parse a Python list of string literals ("['a', "b"]").  Returns the number
+/* Evaluate a Python expression giving a list or tuple of strings
+ * ("['a', "b"]", "['a'] + ['b']").  Returns the number
  * of names (>= 0) with a malloc'd array in *names_r (free with
  * folder_names_free), or OIMAP_ECONFIG. */
 int folder_parse_list(const char *text, char ***names_r);
+/* The same, logging what is wrong with the expression after where
+ * ("FILE:LINE: [section] folderincludes"). */
+int folder_parse_list_at(const char *text, const char *where, char ***names_r);
 void folder_names_free(char **names, size_t n);
 
 #endif

@@ -268,6 +268,28 @@ typedef void (*imap_list_cb)(struct imap_conn *c, const struct imap_list_entry *
 int imap_conn_list(struct imap_conn *c, const char *reference, const char *pattern,
                    imap_list_cb on_entry, imap_done_cb done, void *arg);
 
+/* LIST-STATUS (RFC 5819): the LIST above with RETURN (... STATUS (MESSAGES
+ * UIDNEXT UIDVALIDITY [HIGHESTMODSEQ])) when the server offers LIST-STATUS
+ * (HIGHESTMODSEQ with CONDSTORE); on_status for each STATUS answer, any time
+ * after its folder's LIST entry.  Without LIST-STATUS this is imap_conn_list()
+ * and on_status is never called. */
+struct imap_status_entry {
+    const char *name; /* UTF-8 (the raw name when it does not decode) */
+    bool decoded;
+    uint32_t messages, uidnext, uidvalidity, unseen;
+    uint64_t highestmodseq;
+    unsigned present; /* IMAP_STATUS_* bits of what the server sent */
+};
+#define IMAP_STATUS_MESSAGES 0x01u
+#define IMAP_STATUS_UIDNEXT 0x02u
+#define IMAP_STATUS_UIDVALIDITY 0x04u
+#define IMAP_STATUS_UNSEEN 0x08u
+#define IMAP_STATUS_HIGHESTMODSEQ 0x10u
+typedef void (*imap_status_cb)(struct imap_conn *c, const struct imap_status_entry *e, void *arg);
+int imap_conn_list_status(struct imap_conn *c, const char *reference, const char *pattern,
+                          imap_list_cb on_entry, imap_status_cb on_status, imap_done_cb done,
+                          void *arg);
+
 struct imap_select_opts {
     bool readonly;                /* EXAMINE */
     bool condstore;               /* (CONDSTORE) when offered and not enabled */

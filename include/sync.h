@@ -8,9 +8,12 @@
  *      --dry-run) with CONDSTORE/QRESYNC when the server offers them, opens
  *      (or creates) the Maildir folder, and loads the folder's status records
  *      and open intents;
- *   2. lists both sides: UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)
- *      (or CHANGEDSINCE when nothing but flags can have changed), and a
- *      readdir of the Maildir;
+ *   2. lists both sides: UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE),
+ *      or, when the folder's HIGHESTMODSEQ was recorded and QRESYNC is on,
+ *      only what changed: UID FETCH 1:* (...) (CHANGEDSINCE m VANISHED), the
+ *      rest taken from the status store; or nothing at all when UIDNEXT,
+ *      HIGHESTMODSEQ and the message count are as recorded; and a readdir
+ *      of the Maildir;
  *   3. calls plan_make() (plan.h), resolving open intents first;
  *   4. in --dry-run, reports the plan and stops (nothing written anywhere,
  *      the status store included);
@@ -25,6 +28,14 @@
  *
  * The crash-safety argument is plan.h's; sync.c keeps the order of effects
  * and commits that argument relies on (see the comments in sync.c).
+ *
+ * The check (job->conn == NULL, job->remote_status set): the runner learnt
+ * the remote folder's state from LIST-STATUS without selecting it.  When it
+ * equals the state recorded after the last sync, sync_folder() reads only
+ * the status store and the Maildir: if the plan is empty the folder is done
+ * (result->skipped: no SELECT, no connection, nothing written).  Otherwise
+ * (or when the remote state differs) it stops with result->need_conn and
+ * the runner calls sync_folder() again with a connection.
  *
  * Ownership: the job and everything it points to must stay valid until the
  * callback has run.  The callback is never called from inside sync_folder().
@@ -46,12 +57,31 @@ struct repo_maildir;
 struct status;
 struct config_account;
 
+/* A remote folder's state from LIST-STATUS / STATUS, before any SELECT. */
+struct sync_remote_status {
+    uint32_t uidvalidity, uidnext, messages;
+    uint64_t highestmodseq; /* 0: the server keeps none */
+};
+
+/* Untagged events of the job's connection that belong to no command: the
+ * VANISHED (EARLIER) answer of a CHANGEDSINCE listing.  The runner owns the
+ * struct (one per connection) and forwards its connection handler's
+ * on_vanished here; sync_folder() sets the fields while it needs them and
+ * clears them before its callback. */
+struct sync_conn_hooks {
+    void (*on_vanished)(void *arg, const char *set, size_t len, bool earlier);
+    void *arg;
+};
+
 struct sync_folder_job {
     uv_loop_t *loop;
     const struct config_account *acct; /* options: readonly, sync_deletes, expunge, maxsize... */
-    struct imap_conn *conn;            /* authenticated, not selected on another folder in use */
-    struct repo_maildir *maildir;      /* the account's local repository */
-    struct status *status;             /* the account's status store (readonly in dry-run) */
+    struct imap_conn *conn;            /* authenticated, not selected on another folder in use;
+                                        * NULL: the check only (remote_status required) */
+    const struct sync_remote_status *remote_status; /* from LIST-STATUS, or NULL */
+    struct sync_conn_hooks *hooks; /* conn's event forwarding, or NULL (no VANISHED) */
+    struct repo_maildir *maildir;  /* the account's local repository */
+    struct status *status;         /* the account's status store (readonly in dry-run) */
 
     const char *remote_name; /* UTF-8, server delimiter */
     const char *local_name;  /* UTF-8, '/'-delimited name for repo_maildir_open */
@@ -68,6 +98,8 @@ struct sync_folder_job {
 struct sync_result {
     int status;       /* 0, or the error that stopped this folder */
     bool conn_failed; /* the connection is dead: do not reuse it */
+    bool skipped;     /* the check found nothing to do: no SELECT was needed */
+    bool need_conn;   /* the check found work: run again with a connection */
     char error[512];  /* one line for the user when status < 0 */
 
     /* What was done (or, in dry-run, what would be done). */

@@ -5,6 +5,14 @@
  * folder list -> folder pairs (+ CREATE of missing remote folders) -> folder
  * jobs spread over up to maxconnections connections -> LOGOUT ->
  * postsynchook -> summary.  Accounts run maxsyncaccounts at a time.
+ *
+ * The resync fast path: the LIST asks for every folder's STATUS too
+ * (LIST-STATUS, RFC 5819).  A folder whose remote state is the one recorded
+ * after the last sync is first checked without a connection (sync.h, "The
+ * check"): when the Maildir has not changed either it is done, with no
+ * SELECT.  Only folders with work queue for a connection, and the extra
+ * connections (maxconnections) are opened only while more folders wait
+ * than connections are free: a sync with nothing to do uses one.
  */
 #include "account.h"
 #include "config.h"
@@ -32,6 +40,8 @@ struct fpair {
     char *local;  /* '/'-delimited name for repo_maildir */
     bool create_remote;
     bool done, failed;
+    bool have_rs; /* rs holds the folder's LIST-STATUS answer */
+    struct sync_remote_status rs;
     struct sync_result res;
 };
 
@@ -39,7 +49,18 @@ struct slot {
     struct acct *a;
     struct imap_conn *conn;
     bool busy, dead, opening;
-    size_t pair; /* the folder in progress when busy */
+    size_t pair;                  /* the folder in progress when busy */
+    struct sync_conn_hooks hooks; /* the running job's VANISHED sink */
+};
+
+/* Checks without a connection in flight at once (each holds a folder's
+ * status records and Maildir listing). */
+#define MAX_CHECKS 4
+#define MAX_RECONNECTS 3 /* replacement connections per account and run */
+
+struct rstatus {
+    char *name;
+    struct sync_remote_status rs;
 };
 
 struct acct {
@@ -60,9 +81,16 @@ struct acct {
     /* LIST results */
     char **rnames;
     size_t n_rnames;
+    struct rstatus *rstat; /* LIST-STATUS answers */
+    size_t n_rstat;
 
     struct fpair *pairs;
-    size_t n_pairs, next_pair, n_creating;
+    size_t n_pairs, n_creating;
+    size_t next_check;      /* pairs[next_check..] not yet checked or queued */
+    size_t n_checking;      /* checks in flight */
+    unsigned reconnects;    /* replacement connections opened */
+    size_t *queue;          /* pair indexes waiting for a connection */
+    size_t n_queue, q_head; /* queue[q_head..n_queue) still wait */
 
     uv_process_t hook;
     bool hook_running;
@@ -275,7 +303,9 @@ static int cmp_pair(const void *x, const void *y)
 
 static void account_maybe_done(struct acct *a)
 {
-    if (a->finishing || a->n_creating)
+    if (a->finishing || a->n_creating || a->n_checking)
+        return;
+    if (a->next_check < a->n_pairs && !a->run->stopping)
         return;
     for (size_t i = 0; i < a->n_slots; i++)
         if (a->slots[i].busy || a->slots[i].opening)
@@ -283,10 +313,14 @@ static void account_maybe_done(struct acct *a)
     bool any_alive = false;
     for (size_t i = 0; i < a->n_slots; i++)
         any_alive |= !a->slots[i].dead && a->slots[i].conn;
-    if (a->next_pair < a->n_pairs && any_alive && !a->run->stopping)
+    if (a->q_head < a->n_queue && any_alive && !a->run->stopping)
         return;
-    for (; a->next_pair < a->n_pairs; a->next_pair++) {
-        struct fpair *p = &a->pairs[a->next_pair];
+    /* What never got a connection: not started (stopping) or left behind. */
+    for (; a->next_check < a->n_pairs; a->next_check++)
+        log_info("Account %s: folder %s not synced this time: stopping", a->cfg->name,
+                 a->pairs[a->next_check].remote);
+    for (; a->q_head < a->n_queue; a->q_head++) {
+        struct fpair *p = &a->pairs[a->queue[a->q_head]];
         if (a->run->stopping) {
             log_info("Account %s: folder %s not synced this time: stopping", a->cfg->name,
                      p->remote);
@@ -314,13 +348,8 @@ static void add_totals(struct sync_result *t, const struct sync_result *r)
     t->bytes_up += r->bytes_up;
 }
 
-static void on_folder_done(const struct sync_result *res, void *arg)
+static void pair_result(struct acct *a, struct fpair *p, const struct sync_result *res)
 {
-    struct slot *s = arg;
-    struct acct *a = s->a;
-    struct fpair *p = &a->pairs[s->pair];
-
-    s->busy = false;
     p->done = true;
     p->res = *res;
     add_totals(&a->total, res);
@@ -330,38 +359,139 @@ static void on_folder_done(const struct sync_result *res, void *arg)
         log_error("Account %s: folder %s: %s", a->cfg->name, p->remote,
                   res->error[0] ? res->error : err_str(res->status));
     }
+}
+
+static void pump_all(struct acct *a);
+
+static void on_folder_done(const struct sync_result *res, void *arg)
+{
+    struct slot *s = arg;
+    struct acct *a = s->a;
+    struct fpair *p = &a->pairs[s->pair];
+
+    s->busy = false;
+    pair_result(a, p, res);
     if (res->conn_failed) {
         s->dead = true;
         imap_conn_close(&s->conn);
     }
-    pump(s);
+    pump_all(a);
     account_maybe_done(a);
+}
+
+static void fill_job(struct acct *a, struct fpair *p, struct sync_folder_job *job)
+{
+    const struct account_run_opts *o = a->run->opts;
+    *job = (struct sync_folder_job){
+        .loop = a->run->loop,
+        .acct = a->cfg,
+        .maildir = a->md,
+        .status = a->status,
+        .remote_name = p->remote,
+        .local_name = p->local,
+        .remote_delim = a->delim,
+        .dry_run = o->dry_run,
+        .quick = o->quick || a->cfg->quick < 0,
+        .allow_mass_delete = o->allow_mass_delete || !a->cfg->deletion_guard,
+        .create_local = a->cfg->local->createfolders,
+        .min_date = min_date_of(a->cfg, a->cfg->local),
+        .max_size = a->cfg->maxsize > 0 ? (uint64_t)a->cfg->maxsize : 0,
+    };
+}
+
+static int enqueue(struct acct *a, size_t pair)
+{
+    size_t *q = realloc(a->queue, (a->n_queue + 1) * sizeof *q);
+    if (!q)
+        return -ENOMEM;
+    a->queue = q;
+    a->queue[a->n_queue++] = pair;
+    return 0;
+}
+
+struct check_ctx {
+    struct acct *a;
+    size_t pair;
+};
+
+static void maybe_open_extra(struct acct *a);
+static void start_checks(struct acct *a);
+
+/* A check ended: done, or queued for a connection. */
+static void on_check_done(const struct sync_result *res, void *arg)
+{
+    struct check_ctx *cc = arg;
+    struct acct *a = cc->a;
+    struct fpair *p = &a->pairs[cc->pair];
+    size_t pair = cc->pair;
+    free(cc);
+    a->n_checking--;
+    if (res->status == 0 && res->need_conn) {
+        if (enqueue(a, pair) < 0) {
+            p->done = p->failed = true;
+            a->folders_failed++;
+            log_error("Account %s: folder %s: out of memory", a->cfg->name, p->remote);
+        }
+    } else {
+        if (res->skipped)
+            LOG_DEBUG(LOGC_SYNC, "Account %s: folder %s unchanged", a->cfg->name, p->remote);
+        pair_result(a, p, res);
+    }
+    start_checks(a);
+    pump_all(a);
+    account_maybe_done(a);
+}
+
+/* Check the folders LIST-STATUS gave a state for (a few at a time); queue
+ * the others for a connection at once. */
+static void start_checks(struct acct *a)
+{
+    while (a->next_check < a->n_pairs && !a->run->stopping) {
+        struct fpair *p = &a->pairs[a->next_check];
+        if (p->have_rs && !p->create_remote && a->n_checking >= MAX_CHECKS)
+            break;
+        size_t i = a->next_check++;
+        if (!p->have_rs || p->create_remote) {
+            if (enqueue(a, i) < 0) {
+                p->done = p->failed = true;
+                a->folders_failed++;
+                log_error("Account %s: folder %s: out of memory", a->cfg->name, p->remote);
+            }
+            continue;
+        }
+        struct check_ctx *cc = malloc(sizeof *cc);
+        struct sync_folder_job job;
+        fill_job(a, p, &job);
+        job.remote_status = &p->rs;
+        if (cc)
+            *cc = (struct check_ctx){a, i};
+        int r = cc ? sync_folder(&job, on_check_done, cc) : -ENOMEM;
+        if (r < 0) {
+            free(cc);
+            /* The check is an optimisation: the full sync decides. */
+            LOG_DEBUG(LOGC_SYNC, "Account %s: folder %s: no check (%s)", a->cfg->name, p->remote,
+                      err_str(r));
+            if (enqueue(a, i) < 0) {
+                p->done = p->failed = true;
+                a->folders_failed++;
+            }
+            continue;
+        }
+        a->n_checking++;
+    }
 }
 
 static void pump(struct slot *s)
 {
     struct acct *a = s->a;
-    const struct account_run_opts *o = a->run->opts;
 
-    while (!s->dead && s->conn && !s->busy && a->next_pair < a->n_pairs && !a->run->stopping) {
-        size_t i = a->next_pair++;
+    while (!s->dead && s->conn && !s->busy && a->q_head < a->n_queue && !a->run->stopping) {
+        size_t i = a->queue[a->q_head++];
         struct fpair *p = &a->pairs[i];
-        struct sync_folder_job job = {
-            .loop = a->run->loop,
-            .acct = a->cfg,
-            .conn = s->conn,
-            .maildir = a->md,
-            .status = a->status,
-            .remote_name = p->remote,
-            .local_name = p->local,
-            .remote_delim = a->delim,
-            .dry_run = o->dry_run,
-            .quick = o->quick || a->cfg->quick < 0,
-            .allow_mass_delete = o->allow_mass_delete || !a->cfg->deletion_guard,
-            .create_local = a->cfg->local->createfolders,
-            .min_date = min_date_of(a->cfg, a->cfg->local),
-            .max_size = a->cfg->maxsize > 0 ? (uint64_t)a->cfg->maxsize : 0,
-        };
+        struct sync_folder_job job;
+        fill_job(a, p, &job);
+        job.conn = s->conn;
+        job.hooks = &s->hooks;
         log_event("syncingfolder", a->cfg->name, NULL);
         LOG_DEBUG(LOGC_SYNC, "Account %s: folder %s <-> %s", a->cfg->name, p->remote, p->local);
         s->busy = true;
@@ -376,6 +506,14 @@ static void pump(struct slot *s)
     }
 }
 
+static void pump_all(struct acct *a)
+{
+    for (size_t i = 0; i < a->n_slots; i++)
+        if (a->slots[i].conn && !a->slots[i].opening)
+            pump(&a->slots[i]);
+    maybe_open_extra(a);
+}
+
 static void on_extra_conn_error(struct imap_conn *c, int code, const char *msg, void *arg)
 {
     struct slot *s = arg;
@@ -386,7 +524,18 @@ static void on_extra_conn_error(struct imap_conn *c, int code, const char *msg, 
     s->dead = true;
 }
 
-static const struct imap_conn_handlers slot_handlers = {.on_error = on_extra_conn_error};
+/* VANISHED (EARLIER) of a CHANGEDSINCE listing: to the job on this slot. */
+static void on_slot_vanished(struct imap_conn *c, const char *set, size_t len, bool earlier,
+                             void *arg)
+{
+    struct slot *s = arg;
+    (void)c;
+    if (s->hooks.on_vanished)
+        s->hooks.on_vanished(s->hooks.arg, set, len, earlier);
+}
+
+static const struct imap_conn_handlers slot_handlers = {.on_error = on_extra_conn_error,
+                                                        .on_vanished = on_slot_vanished};
 
 static void on_extra_open(struct imap_conn *c, int st, const struct imap_result *res, void *arg)
 {
@@ -397,30 +546,66 @@ static void on_extra_open(struct imap_conn *c, int st, const struct imap_result 
     if (st < 0) {
         s->dead = true;
         imap_conn_close(&s->conn);
+        /* A refused login is not tried again (the server may lock the
+         * account); other failures may be, within the budget. */
+        if (st == OIMAP_EAUTH || st == OIMAP_ECERT || st == OIMAP_ENOTLS)
+            s->a->reconnects = MAX_RECONNECTS;
     } else {
         pump(s);
     }
+    maybe_open_extra(s->a);
     account_maybe_done(s->a);
 }
 
-static void start_jobs(struct acct *a)
+/* Open one more connection (up to maxconnections) for each folder that
+ * waits beyond the connections free or being opened. */
+static void maybe_open_extra(struct acct *a)
 {
+    if (a->finishing || a->run->stopping)
+        return;
     size_t want = (size_t)(a->cfg->remote->maxconnections > 0 ? a->cfg->remote->maxconnections : 1);
     if (a->run->opts->single)
         want = 1;
-    size_t remaining = a->n_pairs - a->next_pair;
-    if (want > remaining)
-        want = remaining ? remaining : 1;
-    for (size_t i = 1; i < want && i < a->n_slots; i++) {
+    size_t waiting = a->n_queue - a->q_head, avail = 0;
+    for (size_t i = 0; i < a->n_slots; i++)
+        if (a->slots[i].conn && !a->slots[i].dead && !a->slots[i].busy)
+            avail++;
+    for (size_t i = 0; i < want && i < a->n_slots && waiting > avail; i++) {
         struct slot *s = &a->slots[i];
+        if (s->conn || s->opening)
+            continue;
+        if (s->dead) {
+            /* A connection that died (network, server, a hostile answer)
+             * is replaced a few times per run, so one broken folder does
+             * not leave the others unsynced. */
+            if (a->reconnects >= MAX_RECONNECTS)
+                continue;
+            a->reconnects++;
+            s->dead = false;
+            log_info("Account %s: reconnecting to the server", a->cfg->name);
+        }
         s->a = a;
         s->opening = true;
         if (imap_conn_open(a->run->loop, a->icfg, &slot_handlers, on_extra_open, s, &s->conn) < 0) {
             s->opening = false;
             s->dead = true;
+            continue;
         }
+        avail++;
     }
-    pump(&a->slots[0]);
+}
+
+static void start_jobs(struct acct *a)
+{
+    for (size_t i = 0; i < a->n_pairs; i++)
+        for (size_t k = 0; k < a->n_rstat; k++)
+            if (strcmp(a->rstat[k].name, a->pairs[i].remote) == 0) {
+                a->pairs[i].rs = a->rstat[k].rs;
+                a->pairs[i].have_rs = true;
+                break;
+            }
+    start_checks(a);
+    pump_all(a);
     account_maybe_done(a);
 }
 
@@ -586,6 +771,31 @@ static void on_list_entry(struct imap_conn *c, const struct imap_list_entry *e, 
         a->n_rnames++;
 }
 
+/* LIST-STATUS: keep the state of each folder that has all we compare. */
+static void on_list_status(struct imap_conn *c, const struct imap_status_entry *e, void *arg)
+{
+    struct acct *a = arg;
+    (void)c;
+    const unsigned need = IMAP_STATUS_MESSAGES | IMAP_STATUS_UIDNEXT | IMAP_STATUS_UIDVALIDITY |
+                          IMAP_STATUS_HIGHESTMODSEQ;
+    if ((e->present & need) != need || !e->decoded || !e->highestmodseq)
+        return;
+    struct rstatus *n = realloc(a->rstat, (a->n_rstat + 1) * sizeof *n);
+    if (!n)
+        return;
+    a->rstat = n;
+    struct rstatus *r = &a->rstat[a->n_rstat];
+    if (!(r->name = strdup(e->name)))
+        return;
+    r->rs = (struct sync_remote_status){
+        .uidvalidity = e->uidvalidity,
+        .uidnext = e->uidnext,
+        .messages = e->messages,
+        .highestmodseq = e->highestmodseq,
+    };
+    a->n_rstat++;
+}
+
 static void on_list_done(struct imap_conn *c, int st, const struct imap_result *res, void *arg)
 {
     struct acct *a = arg;
@@ -612,7 +822,8 @@ static void on_first_conn_error(struct imap_conn *c, int code, const char *msg, 
         acct_fail(s->a, "%s", msg);
 }
 
-static const struct imap_conn_handlers first_handlers = {.on_error = on_first_conn_error};
+static const struct imap_conn_handlers first_handlers = {.on_error = on_first_conn_error,
+                                                         .on_vanished = on_slot_vanished};
 
 static void on_first_open(struct imap_conn *c, int st, const struct imap_result *res, void *arg)
 {
@@ -626,7 +837,7 @@ static void on_first_open(struct imap_conn *c, int st, const struct imap_result 
         acct_finish(a);
         return;
     }
-    int r = imap_conn_list(c, NULL, "*", on_list_entry, on_list_done, a);
+    int r = imap_conn_list_status(c, NULL, "*", on_list_entry, on_list_status, on_list_done, a);
     if (r < 0) {
         acct_fail(a, "LIST: %s", err_str(r));
         acct_finish(a);
@@ -778,6 +989,10 @@ static void acct_free(struct acct *a)
     for (size_t i = 0; i < a->n_rnames; i++)
         free(a->rnames[i]);
     free(a->rnames);
+    for (size_t i = 0; i < a->n_rstat; i++)
+        free(a->rstat[i].name);
+    free(a->rstat);
+    free(a->queue);
     folder_names_free(a->includes, a->n_includes);
     folder_filter_free(&a->rfilter);
     folder_filter_free(&a->lfilter);

@@ -124,7 +124,7 @@ static const struct opt_desc opts[] = {
 
     A("localrepository", T_STR, localrepository, NULL, SUP_YES, 0, 0, 0),
     A("remoterepository", T_STR, remoterepository, NULL, SUP_YES, 0, 0, 0),
-    A("autorefresh", T_FLOAT, autorefresh, "0", SUP_TODO, 0, 0, 0),
+    A("autorefresh", T_FLOAT, autorefresh, "0", SUP_YES, 0, 0, 0),
     A("quick", T_INT, quick, "0", SUP_YES, 0, -1, 1000000),
     A("presynchook", T_STR, presynchook, NULL, SUP_YES, F_EMPTY_NULL, 0, 0),
     A("postsynchook", T_STR, postsynchook, NULL, SUP_YES, F_EMPTY_NULL, 0, 0),
@@ -233,6 +233,7 @@ static const char *const kind_name[] = {"[general]", "[mbnames]", "[Account]", "
 struct ctx {
     struct config *cfg;
     struct config_ini *ini;
+    bool check_files; /* config_load(): remotepassfile/sslcacertfile must be readable */
     bool *repo_typed; /* parallel to cfg->repos: its type option was valid */
     int n_err;
     bool oom;
@@ -896,6 +897,24 @@ static void required_missing(struct ctx *c, const struct config_ini_sect *s, con
 /* ------------------------------------------------------------------------ */
 /* repositories and accounts */
 
+/* A file an IMAP repository reads later (remotepassfile, sslcacertfile) is
+ * checked now: a typo or a directory is then a file:line error before
+ * anything is created or connected, not a failure in the middle of a run
+ * (and a directory would otherwise read as an empty password). */
+static void check_readable_file(struct ctx *c, const struct config_ini_sect *s, const char *opt,
+                                const char *path)
+{
+    const struct config_ini_opt *o = config_ini_lookup(c->ini, s, opt);
+    struct loc l = {.sect = s->name, .opt = opt};
+    struct stat st;
+    if (o)
+        l = loc_of(s, o, c->ini);
+    if (stat(path, &st) < 0 || access(path, R_OK) < 0)
+        diag_at(c, CONFIG_DIAG_ERROR, &l, "cannot read %s: %s", path, strerror(errno));
+    else if (S_ISDIR(st.st_mode))
+        diag_at(c, CONFIG_DIAG_ERROR, &l, "%s is a directory, not a file", path);
+}
+
 static struct config_repo *load_repo(struct ctx *c, const char *name)
 {
     struct config *cfg = c->cfg;
@@ -949,6 +968,11 @@ static struct config_repo *load_repo(struct ctx *c, const char *name)
             diag_at(c, CONFIG_DIAG_ERROR, &hl, "empty value");
         }
     }
+    if (c->check_files && ((1u << type) & R_IMAP) && r->remotepassfile && *r->remotepassfile)
+        check_readable_file(c, s, "remotepassfile", r->remotepassfile);
+    if (c->check_files && ((1u << type) & R_IMAP) && (r->ssl || r->starttls) && r->sslcacertfile &&
+        !r->sslcacertfile_os_default)
+        check_readable_file(c, s, "sslcacertfile", r->sslcacertfile);
     if (((1u << type) & R_IMAP) && r->tls_level != CONFIG_TLS_COMPAT &&
         r->ssl_version == CONFIG_SSLV_UNSET) {
         struct loc tl = {.sect = s->name, .opt = "tls_level"};
@@ -1164,12 +1188,13 @@ static void load_customflags(struct ctx *c)
     }
 }
 
-int config_load_buffer(const char *name, const char *buf, size_t len,
-                       const struct config_override *ov, size_t n_ov, struct config **cfg_r)
+static int load_buffer(const char *name, const char *buf, size_t len,
+                       const struct config_override *ov, size_t n_ov, bool check_files,
+                       struct config **cfg_r)
 {
     *cfg_r = NULL;
     config_diag_reset();
-    struct ctx c = {0};
+    struct ctx c = {.check_files = check_files};
     int rc = config_ini_parse(name, buf, len, &c.ini);
     if (rc < 0) {
         config_ini_free(&c.ini);
@@ -1195,6 +1220,12 @@ int config_load_buffer(const char *name, const char *buf, size_t len,
     }
     *cfg_r = c.cfg;
     return 0;
+}
+
+int config_load_buffer(const char *name, const char *buf, size_t len,
+                       const struct config_override *ov, size_t n_ov, struct config **cfg_r)
+{
+    return load_buffer(name, buf, len, ov, n_ov, false, cfg_r);
 }
 
 int config_load(const char *path, const struct config_override *ov, size_t n_ov,
@@ -1224,7 +1255,7 @@ int config_load(const char *path, const struct config_override *ov, size_t n_ov,
         len += n;
         if (n == 0) {
             if (ferror(f))
-                err = -errno ? -errno : -EIO;
+                err = errno ? -errno : -EIO;
             break;
         }
         if (len > (64u << 20)) {
@@ -1238,7 +1269,7 @@ int config_load(const char *path, const struct config_override *ov, size_t n_ov,
         config_diag(CONFIG_DIAG_ERROR, "%s: cannot read: %s", path, strerror(-err));
         return OIMAP_ECONFIG;
     }
-    int rc = config_load_buffer(path, buf ? buf : "", len, ov, n_ov, cfg_r);
+    int rc = load_buffer(path, buf ? buf : "", len, ov, n_ov, true, cfg_r);
     free(buf);
     return rc;
 }

@@ -1,135 +1,32 @@
-/* folder.c - folderfilter / nametrans / folderincludes in their common forms.
+/* folder.c - folderfilter / nametrans / folderincludes through the evaluator.
  *
- * A deliberately small recogniser, not an evaluator: it matches the shapes
- * listed in folder.h token by token and refuses everything else, so a config
- * it does not understand fails loudly instead of syncing the wrong folders.
+ * A thin layer over pyeval: it checks the shape offlineimap expects (a
+ * one-argument lambda for folderfilter and nametrans, a list of strings for
+ * folderincludes) when the account starts, so a wrong config fails before
+ * any folder is touched, and turns evaluation errors into a logged skip of
+ * that one folder.
  */
 #include "folder.h"
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "pyeval.h"
 
-#include <ctype.h>
 #include <errno.h>
-#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum filter_kind { FILTER_ALL, FILTER_IN, FILTER_NOT_IN, FILTER_RE };
-
 struct folder_filter {
-    enum filter_kind kind;
+    struct pyeval *e; /* NULL: names list or accept all */
     char **names;
     size_t n;
-    regex_t re;
-    bool negate;
-    bool anchored; /* re.match: the match must start at 0 */
+    bool all;
 };
 
 struct folder_trans {
+    struct pyeval *e; /* NULL: identity */
     bool identity;
-    regex_t re;
-    char *repl;
 };
-
-struct lex {
-    const char *p;
-};
-
-static void skip_ws(struct lex *l)
-{
-    while (*l->p && isspace((unsigned char)*l->p))
-        l->p++;
-}
-
-static bool eat(struct lex *l, const char *word)
-{
-    skip_ws(l);
-    size_t n = strlen(word);
-    if (strncmp(l->p, word, n) != 0)
-        return false;
-    /* Words must not run into an identifier ("in" vs "index"). */
-    if (isalnum((unsigned char)word[n - 1]) && (isalnum((unsigned char)l->p[n]) || l->p[n] == '_'))
-        return false;
-    l->p += n;
-    return true;
-}
-
-static bool ident(struct lex *l, char *out, size_t cap)
-{
-    skip_ws(l);
-    size_t n = 0;
-    if (!isalpha((unsigned char)*l->p) && *l->p != '_')
-        return false;
-    while ((isalnum((unsigned char)l->p[n]) || l->p[n] == '_') && n + 1 < cap) {
-        out[n] = l->p[n];
-        n++;
-    }
-    out[n] = '\0';
-    l->p += n;
-    return true;
-}
-
-/* A Python string literal: 'x', "x", r'x', with the escapes real configs
- * use.  Returns a malloc'd string or NULL. */
-static char *string_lit(struct lex *l)
-{
-    skip_ws(l);
-    bool raw = false;
-    if (*l->p == 'r' || *l->p == 'R') {
-        raw = true;
-        l->p++;
-    }
-    char q = *l->p;
-    if (q != '\'' && q != '"')
-        return NULL;
-    l->p++;
-    size_t cap = strlen(l->p) + 1, n = 0;
-    char *out = malloc(cap);
-    if (!out)
-        return NULL;
-    while (*l->p && *l->p != q) {
-        if (*l->p == '\\' && l->p[1]) {
-            if (raw) {
-                out[n++] = *l->p++;
-                out[n++] = *l->p++;
-                continue;
-            }
-            l->p++;
-            switch (*l->p) {
-            case 'n':
-                out[n++] = '\n';
-                break;
-            case 't':
-                out[n++] = '\t';
-                break;
-            case '\\':
-                out[n++] = '\\';
-                break;
-            case '\'':
-                out[n++] = '\'';
-                break;
-            case '"':
-                out[n++] = '"';
-                break;
-            default: /* Python keeps unknown escapes as written ("\." ) */
-                out[n++] = '\\';
-                out[n++] = *l->p;
-                break;
-            }
-            l->p++;
-            continue;
-        }
-        out[n++] = *l->p++;
-    }
-    if (*l->p != q) {
-        free(out);
-        return NULL;
-    }
-    l->p++;
-    out[n] = '\0';
-    return out;
-}
 
 void folder_names_free(char **names, size_t n)
 {
@@ -138,203 +35,37 @@ void folder_names_free(char **names, size_t n)
     free(names);
 }
 
-static int list_lit(struct lex *l, char ***names_r, size_t *n_r)
+/* Compile text as a lambda of one argument for option. */
+static int compile_lambda(const char *text, const char *where, const char *example,
+                          struct pyeval **e_r)
 {
-    skip_ws(l);
-    char close;
-    if (*l->p == '[')
-        close = ']';
-    else if (*l->p == '(')
-        close = ')';
-    else
-        return OIMAP_ECONFIG;
-    l->p++;
-    char **names = NULL;
-    size_t n = 0;
-    for (;;) {
-        skip_ws(l);
-        if (*l->p == close) {
-            l->p++;
-            break;
-        }
-        char *s = string_lit(l);
-        if (!s)
-            goto bad;
-        char **nn = realloc(names, (n + 1) * sizeof *nn);
-        if (!nn) {
-            free(s);
-            goto bad;
-        }
-        names = nn;
-        names[n++] = s;
-        skip_ws(l);
-        if (*l->p == ',')
-            l->p++;
-        else if (*l->p != close)
-            goto bad;
-    }
-    *names_r = names;
-    *n_r = n;
-    return 0;
-bad:
-    folder_names_free(names, n);
-    return OIMAP_ECONFIG;
-}
-
-int folder_parse_list(const char *text, char ***names_r)
-{
-    struct lex l = {text};
-    size_t n;
-    if (list_lit(&l, names_r, &n) < 0)
-        return OIMAP_ECONFIG;
-    skip_ws(&l);
-    if (*l.p) {
-        folder_names_free(*names_r, n);
-        *names_r = NULL;
-        return OIMAP_ECONFIG;
-    }
-    return (int)n;
-}
-
-/* Python regular expression -> POSIX ERE for the common escapes. */
-static char *py_to_ere(const char *py)
-{
-    size_t len = strlen(py);
-    char *out = malloc(len * 12 + 1);
-    size_t n = 0;
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < len; i++) {
-        if (py[i] == '\\' && i + 1 < len) {
-            const char *rep = NULL;
-            switch (py[i + 1]) {
-            case 'd':
-                rep = "[0-9]";
-                break;
-            case 'D':
-                rep = "[^0-9]";
-                break;
-            case 'w':
-                rep = "[[:alnum:]_]";
-                break;
-            case 'W':
-                rep = "[^[:alnum:]_]";
-                break;
-            case 's':
-                rep = "[[:space:]]";
-                break;
-            case 'S':
-                rep = "[^[:space:]]";
-                break;
-            default:
-                break;
-            }
-            if (rep) {
-                memcpy(out + n, rep, strlen(rep));
-                n += strlen(rep);
-                i++;
-                continue;
-            }
-            out[n++] = py[i++];
-        }
-        out[n++] = py[i];
-    }
-    out[n] = '\0';
-    return out;
-}
-
-static int compile_re(regex_t *re, const char *py, const char *where)
-{
-    char *ere = py_to_ere(py);
-    if (!ere)
-        return -ENOMEM;
-    int r = regcomp(re, ere, REG_EXTENDED);
-    free(ere);
-    if (r != 0) {
-        char msg[128];
-        regerror(r, re, msg, sizeof msg);
-        log_error("%s: regular expression '%s': %s", where, py, msg);
+    int r = pyeval_compile(text, where, NULL, 0, e_r);
+    if (r < 0)
+        return r;
+    if (pyeval_nparams(*e_r) != 1) {
+        log_error("%s: expected a function of one folder name, like %s", where, example);
+        pyeval_free(e_r);
         return OIMAP_ECONFIG;
     }
     return 0;
-}
-
-/* "lambda NAME:" -> NAME in var. */
-static bool lambda_head(struct lex *l, char *var, size_t cap)
-{
-    return eat(l, "lambda") && ident(l, var, cap) && eat(l, ":");
-}
-
-static bool at_end(struct lex *l)
-{
-    skip_ws(l);
-    return *l->p == '\0';
-}
-
-static int unsupported(const char *where, const char *what, const char *text)
-{
-    log_error("%s: %s '%s' is not supported yet (oimap understands the forms listed in "
-              "oimap.conf(5))",
-              where, what, text);
-    return OIMAP_ECONFIG;
 }
 
 int folder_filter_new(const struct config_expr *e, const char *where, struct folder_filter **f_r)
 {
+    *f_r = NULL;
     struct folder_filter *f = calloc(1, sizeof *f);
     if (!f)
         return -ENOMEM;
+    f->all = !e || !e->text || !*e->text;
+    if (!f->all) {
+        int r = compile_lambda(e->text, where, "lambda folder: folder in ['INBOX', 'Sent']", &f->e);
+        if (r < 0) {
+            free(f);
+            return r;
+        }
+    }
     *f_r = f;
-    f->kind = FILTER_ALL;
-    if (!e || !e->text || !*e->text)
-        return 0;
-
-    struct lex l = {e->text};
-    char var[64], v2[64];
-    if (!lambda_head(&l, var, sizeof var))
-        goto bad;
-    const char *body = l.p;
-    /* f in [...] / f not in [...] */
-    if (ident(&l, v2, sizeof v2) && strcmp(v2, var) == 0) {
-        bool neg = eat(&l, "not");
-        if (!eat(&l, "in"))
-            goto bad;
-        if (list_lit(&l, &f->names, &f->n) < 0 || !at_end(&l))
-            goto bad;
-        f->kind = neg ? FILTER_NOT_IN : FILTER_IN;
-        return 0;
-    }
-    l.p = body;
-    /* [not] re.search(r'...', f) / re.match */
-    f->negate = eat(&l, "not");
-    if (eat(&l, "re.search"))
-        f->anchored = false;
-    else if (eat(&l, "re.match"))
-        f->anchored = true;
-    else
-        goto bad;
-    if (!eat(&l, "("))
-        goto bad;
-    char *pat = string_lit(&l);
-    if (!pat)
-        goto bad;
-    if (!eat(&l, ",") || !ident(&l, v2, sizeof v2) || strcmp(v2, var) != 0 || !eat(&l, ")") ||
-        !at_end(&l)) {
-        free(pat);
-        goto bad;
-    }
-    int r = compile_re(&f->re, pat, where);
-    free(pat);
-    if (r < 0) {
-        free(f);
-        *f_r = NULL;
-        return r;
-    }
-    f->kind = FILTER_RE;
     return 0;
-bad:
-    folder_filter_free(f_r);
-    return unsupported(where, "expression", e->text);
 }
 
 int folder_filter_new_list(const char *csv, struct folder_filter **f_r)
@@ -342,7 +73,6 @@ int folder_filter_new_list(const char *csv, struct folder_filter **f_r)
     struct folder_filter *f = calloc(1, sizeof *f);
     if (!f)
         return -ENOMEM;
-    f->kind = FILTER_IN;
     for (const char *p = csv; *p;) {
         size_t len = strcspn(p, ",");
         if (len) {
@@ -365,23 +95,20 @@ int folder_filter_new_list(const char *csv, struct folder_filter **f_r)
 
 bool folder_filter_match(const struct folder_filter *f, const char *name)
 {
-    switch (f->kind) {
-    case FILTER_ALL:
+    if (f->all)
         return true;
-    case FILTER_IN:
-    case FILTER_NOT_IN: {
-        bool in = false;
-        for (size_t i = 0; i < f->n && !in; i++)
-            in = strcmp(f->names[i], name) == 0;
-        return f->kind == FILTER_IN ? in : !in;
+    if (!f->e) {
+        for (size_t i = 0; i < f->n; i++)
+            if (strcmp(f->names[i], name) == 0)
+                return true;
+        return false;
     }
-    case FILTER_RE: {
-        regmatch_t m;
-        bool hit = regexec(&f->re, name, 1, &m, 0) == 0 && (!f->anchored || m.rm_so == 0);
-        return f->negate ? !hit : hit;
+    struct pyval v;
+    if (pyeval_call1(f->e, name, &v) < 0) {
+        log_error("%s (folder '%s' is skipped)", pyeval_errmsg(f->e), name);
+        return false;
     }
-    }
-    return false;
+    return pyval_truthy(&v);
 }
 
 void folder_filter_free(struct folder_filter **fp)
@@ -390,53 +117,29 @@ void folder_filter_free(struct folder_filter **fp)
     if (!f)
         return;
     folder_names_free(f->names, f->n);
-    if (f->kind == FILTER_RE)
-        regfree(&f->re);
+    pyeval_free(&f->e);
     free(f);
     *fp = NULL;
 }
 
 int folder_trans_new(const struct config_expr *e, const char *where, struct folder_trans **t_r)
 {
+    *t_r = NULL;
     struct folder_trans *t = calloc(1, sizeof *t);
     if (!t)
         return -ENOMEM;
-    *t_r = t;
     t->identity = true;
-    if (!e || !e->text || !*e->text)
-        return 0;
-    struct lex l = {e->text};
-    char var[64], v2[64];
-    if (!lambda_head(&l, var, sizeof var))
-        goto bad;
-    const char *body = l.p;
-    if (ident(&l, v2, sizeof v2) && strcmp(v2, var) == 0 && at_end(&l))
-        return 0;
-    l.p = body;
-    if (!eat(&l, "re.sub") || !eat(&l, "("))
-        goto bad;
-    char *pat = string_lit(&l);
-    char *repl = pat && eat(&l, ",") ? string_lit(&l) : NULL;
-    if (!repl || !eat(&l, ",") || !ident(&l, v2, sizeof v2) || strcmp(v2, var) != 0 ||
-        !eat(&l, ")") || !at_end(&l)) {
-        free(pat);
-        free(repl);
-        goto bad;
+    if (e && e->text && *e->text) {
+        int r = compile_lambda(e->text, where, "lambda folder: re.sub(r'^INBOX\\.', '', folder)",
+                               &t->e);
+        if (r < 0) {
+            free(t);
+            return r;
+        }
+        t->identity = pyeval_is_identity(t->e);
     }
-    int r = compile_re(&t->re, pat, where);
-    free(pat);
-    if (r < 0) {
-        free(repl);
-        free(t);
-        *t_r = NULL;
-        return r;
-    }
-    t->identity = false;
-    t->repl = repl;
+    *t_r = t;
     return 0;
-bad:
-    folder_trans_free(t_r);
-    return unsupported(where, "expression", e->text);
 }
 
 bool folder_trans_is_identity(const struct folder_trans *t)
@@ -444,75 +147,25 @@ bool folder_trans_is_identity(const struct folder_trans *t)
     return t->identity;
 }
 
-/* re.sub: replace every non-overlapping match, with \1..\9 in repl. */
 char *folder_trans_apply(const struct folder_trans *t, const char *name)
 {
     if (t->identity)
         return strdup(name);
-    size_t cap = strlen(name) * 2 + strlen(t->repl) * 4 + 64, n = 0;
-    char *out = malloc(cap);
-    const char *p = name;
-    regmatch_t m[10];
-    int eflags = 0;
-    if (!out)
+    struct pyval v;
+    if (pyeval_call1(t->e, name, &v) < 0) {
+        log_error("%s (folder '%s' is skipped)", pyeval_errmsg(t->e), name);
         return NULL;
-    while (*p && regexec(&t->re, p, 10, m, eflags) == 0) {
-        size_t need = (size_t)m[0].rm_so + 2;
-        for (const char *r = t->repl; *r; r++) {
-            if (*r == '\\' && r[1] >= '1' && r[1] <= '9') {
-                int g = r[1] - '0';
-                if (m[g].rm_so >= 0)
-                    need += (size_t)(m[g].rm_eo - m[g].rm_so);
-                r++;
-            } else {
-                need++;
-            }
-        }
-        if (n + need >= cap) {
-            cap = (n + need) * 2;
-            char *o = realloc(out, cap);
-            if (!o) {
-                free(out);
-                return NULL;
-            }
-            out = o;
-        }
-        memcpy(out + n, p, (size_t)m[0].rm_so);
-        n += (size_t)m[0].rm_so;
-        for (const char *r = t->repl; *r; r++) {
-            if (*r == '\\' && r[1] >= '1' && r[1] <= '9') {
-                int g = r[1] - '0';
-                if (m[g].rm_so >= 0) {
-                    size_t gl = (size_t)(m[g].rm_eo - m[g].rm_so);
-                    memcpy(out + n, p + m[g].rm_so, gl);
-                    n += gl;
-                }
-                r++;
-            } else {
-                out[n++] = *r;
-            }
-        }
-        if (m[0].rm_eo == m[0].rm_so) { /* empty match: move on one byte */
-            if (!p[m[0].rm_eo])
-                break;
-            out[n++] = p[m[0].rm_eo];
-            p += m[0].rm_eo + 1;
-        } else {
-            p += m[0].rm_eo;
-        }
-        eflags = REG_NOTBOL;
     }
-    size_t rest = strlen(p);
-    if (n + rest + 1 > cap) {
-        char *o = realloc(out, n + rest + 1);
-        if (!o) {
-            free(out);
-            return NULL;
-        }
-        out = o;
+    const char *s = pyval_cstr(&v);
+    if (!s || strlen(s) != v.u.str.len) {
+        char got[80];
+        pyval_repr(&v, got, sizeof got);
+        log_error("%s: nametrans gave %s for folder '%s', not a folder name (the folder is "
+                  "skipped)",
+                  pyeval_where(t->e), got, name);
+        return NULL;
     }
-    memcpy(out + n, p, rest + 1);
-    return out;
+    return strdup(s);
 }
 
 void folder_trans_free(struct folder_trans **tp)
@@ -520,9 +173,63 @@ void folder_trans_free(struct folder_trans **tp)
     struct folder_trans *t = *tp;
     if (!t)
         return;
-    if (!t->identity)
-        regfree(&t->re);
-    free(t->repl);
+    pyeval_free(&t->e);
     free(t);
     *tp = NULL;
+}
+
+static int parse_list(const char *text, const char *where, char ***names_r)
+{
+    *names_r = NULL;
+    char err[512];
+    struct pyeval *e;
+    int r = pyeval_compile(text, where ? where : "list", where ? NULL : err, sizeof err, &e);
+    if (r < 0)
+        return r == -ENOMEM ? r : OIMAP_ECONFIG;
+    struct pyval v;
+    if ((r = pyeval_eval(e, &v)) < 0) {
+        if (where)
+            log_error("%s", pyeval_errmsg(e));
+        pyeval_free(&e);
+        return r == -ENOMEM ? r : OIMAP_ECONFIG;
+    }
+    r = OIMAP_ECONFIG;
+    if (v.type != PYV_LIST && v.type != PYV_TUPLE)
+        goto bad;
+    char **names = calloc(v.u.seq.n + 1, sizeof *names);
+    if (!names) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < v.u.seq.n; i++) {
+        const struct pyval *it = &v.u.seq.v[i];
+        if (it->type != PYV_STR || strlen(it->u.str.s) != it->u.str.len) {
+            folder_names_free(names, i);
+            goto bad;
+        }
+        if (!(names[i] = strdup(it->u.str.s))) {
+            folder_names_free(names, i);
+            r = -ENOMEM;
+            goto out;
+        }
+    }
+    *names_r = names;
+    r = (int)v.u.seq.n;
+    goto out;
+bad:
+    if (where)
+        log_error("%s: expected a list of folder names, like ['Archive', 'Lists/dev']", where);
+out:
+    pyeval_free(&e);
+    return r;
+}
+
+int folder_parse_list(const char *text, char ***names_r)
+{
+    return parse_list(text, NULL, names_r);
+}
+
+int folder_parse_list_at(const char *text, const char *where, char ***names_r)
+{
+    return parse_list(text, where ? where : "list", names_r);
 }

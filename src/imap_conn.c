@@ -77,6 +77,7 @@ struct cmd {
     union {
         struct {
             imap_list_cb cb;
+            imap_status_cb status_cb;
         } list;
         struct {
             imap_fetch_cb cb;
@@ -1474,6 +1475,74 @@ static int on_list(struct imap_conn *c, const struct imap_response *r)
     return 0;
 }
 
+/* * STATUS name (ITEM n ...) during a LIST-STATUS. */
+static int on_status_data(struct imap_conn *c, const struct imap_response *r)
+{
+    struct cmd *cmd = find_kind(c, K_LIST);
+    if (!cmd || !cmd->u.list.status_cb)
+        return 0;
+    const struct imap_token *nm = r->tokens, *items = imap_tok_next(nm);
+    if (!nm || !nm->str || !items || items->kind != IMAP_TOK_LIST) {
+        conn_fail(c, OIMAP_EPROTO, "%s: malformed STATUS response", peer(c));
+        return OIMAP_EPROTO;
+    }
+    struct imap_status_entry e = {0};
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } map[] = {
+        {"MESSAGES", IMAP_STATUS_MESSAGES},           {"UIDNEXT", IMAP_STATUS_UIDNEXT},
+        {"UIDVALIDITY", IMAP_STATUS_UIDVALIDITY},     {"UNSEEN", IMAP_STATUS_UNSEEN},
+        {"HIGHESTMODSEQ", IMAP_STATUS_HIGHESTMODSEQ},
+    };
+    for (const struct imap_token *t = imap_tok_child(items); t; t = imap_tok_next(t)) {
+        const struct imap_token *v = imap_tok_next(t);
+        if (!v)
+            break;
+        if (t->str && v->kind == IMAP_TOK_NUMBER) {
+            for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
+                if (!imap_tok_is(t, map[i].name))
+                    continue;
+                if (map[i].bit != IMAP_STATUS_HIGHESTMODSEQ && v->num > UINT32_MAX)
+                    break; /* not a 32-bit value: leave it out */
+                e.present |= map[i].bit;
+                switch (map[i].bit) {
+                case IMAP_STATUS_MESSAGES:
+                    e.messages = (uint32_t)v->num;
+                    break;
+                case IMAP_STATUS_UIDNEXT:
+                    e.uidnext = (uint32_t)v->num;
+                    break;
+                case IMAP_STATUS_UIDVALIDITY:
+                    e.uidvalidity = (uint32_t)v->num;
+                    break;
+                case IMAP_STATUS_UNSEEN:
+                    e.unseen = (uint32_t)v->num;
+                    break;
+                default:
+                    e.highestmodseq = v->num;
+                    break;
+                }
+            }
+        }
+        t = v;
+    }
+    char *raw = strndup(nm->str, nm->len);
+    char *dec = NULL;
+    if (!raw)
+        return -ENOMEM;
+    if (imap_utf7_decode(raw, strlen(raw), &dec) == 0) {
+        e.name = dec;
+        e.decoded = true;
+    } else {
+        e.name = raw;
+    }
+    cmd->u.list.status_cb(c, &e, cmd->arg);
+    free(dec);
+    free(raw);
+    return 0;
+}
+
 static int on_fetch(struct imap_conn *c, const struct imap_response *r)
 {
     struct imap_fetch f;
@@ -1599,6 +1668,16 @@ static int on_untagged(struct imap_conn *c, const struct imap_response *r)
     case IMAP_DATA_LIST:
     case IMAP_DATA_LSUB:
         return on_list(c, r);
+    case IMAP_DATA_STATUS:
+        if (find_kind(c, K_LIST))
+            return on_status_data(c, r);
+        for (struct cmd *i = c->head; i; i = i->next)
+            if (i->kind == K_GENERIC && i->started && i->u.gen.cb &&
+                strcasecmp(i->u.gen.kw, "STATUS") == 0) {
+                i->u.gen.cb(c, r, i->arg);
+                break;
+            }
+        break;
     case IMAP_DATA_SEARCH: {
         struct cmd *cmd = find_kind(c, K_SEARCH);
         for (const struct imap_token *t = r->tokens; cmd && t; t = imap_tok_next(t)) {
@@ -1964,6 +2043,13 @@ int imap_flags_format(unsigned flags, const char *keywords, char *out, size_t ca
 int imap_conn_list(struct imap_conn *c, const char *reference, const char *pattern,
                    imap_list_cb on_entry, imap_done_cb done, void *arg)
 {
+    return imap_conn_list_status(c, reference, pattern, on_entry, NULL, done, arg);
+}
+
+int imap_conn_list_status(struct imap_conn *c, const char *reference, const char *pattern,
+                          imap_list_cb on_entry, imap_status_cb on_status, imap_done_cb done,
+                          void *arg)
+{
     int rc = usable(c);
     if (rc < 0)
         return rc;
@@ -1980,9 +2066,20 @@ int imap_conn_list(struct imap_conn *c, const char *reference, const char *patte
     b_mailbox(&b, reference);
     b_text(&b, " ");
     b_mailbox(&b, pattern);
-    if (*pattern && imap_conn_has(c, "LIST-EXTENDED") && imap_conn_has(c, "SPECIAL-USE"))
-        b_text(&b, imap_conn_has(c, "CHILDREN") ? " RETURN (SPECIAL-USE CHILDREN)"
-                                                : " RETURN (SPECIAL-USE)");
+    bool ext = *pattern && imap_conn_has(c, "LIST-EXTENDED");
+    bool su = ext && imap_conn_has(c, "SPECIAL-USE");
+    bool st = *pattern && on_status && imap_conn_has(c, "LIST-STATUS");
+    if (su || st) {
+        b_text(&b, " RETURN (");
+        if (su)
+            b_text(&b, imap_conn_has(c, "CHILDREN") ? "SPECIAL-USE CHILDREN" : "SPECIAL-USE");
+        if (st) {
+            cmd->u.list.status_cb = on_status;
+            b_text(&b, "%sSTATUS (MESSAGES UIDNEXT UIDVALIDITY%s)", su ? " " : "",
+                   imap_conn_has(c, "CONDSTORE") ? " HIGHESTMODSEQ" : "");
+        }
+        b_text(&b, ")");
+    }
     return submit(c, &b, cmd);
 }
 

@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -392,9 +393,25 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     try_next(s);
 }
 
+/* libuv writes with write(2), not send(MSG_NOSIGNAL): a write to a socket
+ * the server has closed (FIN, then our first write got RST) raises SIGPIPE,
+ * whose default action kills the whole process in the middle of a sync.
+ * Ignored once, before the first socket exists; the write then fails with
+ * EPIPE and the connection ends with a clean error. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+        sa.sa_handler = SIG_IGN;
+        sigaction(SIGPIPE, &sa, NULL);
+    }
+}
+
 int net_connect(uv_loop_t *loop, const char *host, unsigned port, const struct net_opts *opts,
                 const struct net_callbacks *cbs, void *arg, struct net_stream **s_r)
 {
+    static uv_once_t sigpipe_once = UV_ONCE_INIT;
+    uv_once(&sigpipe_once, ignore_sigpipe);
     *s_r = NULL;
     if (!host || !*host || port == 0 || port > 65535 || !cbs || !cbs->on_read || !cbs->on_error ||
         !cbs->on_connect)

@@ -285,6 +285,7 @@ static void free_ctx(struct sync_ctx *c)
         free(c->sin[i].name);
     free(c->sin);
     free(c->pin);
+    free(c->vanished);
     free(c);
 }
 
@@ -298,6 +299,10 @@ static void finish(struct sync_ctx *c)
         snprintf(c->res.error, sizeof c->res.error, "%s", c->guard_msg);
     }
     c->res.status = c->rc;
+    if (c->job.hooks && c->job.hooks->arg == c) {
+        c->job.hooks->on_vanished = NULL;
+        c->job.hooks->arg = NULL;
+    }
     if (c->rc < 0) {
         LOG_DEBUG(LOGC_SYNC, "%s", c->res.error);
     } else {
@@ -314,6 +319,8 @@ static void finish(struct sync_ctx *c)
 
 static void on_local_open(int st, struct repo_maildir_folder *f, void *arg);
 static void list_both(struct sync_ctx *c);
+static void open_local(struct sync_ctx *c, unsigned flags);
+static bool far_unchanged(struct sync_ctx *c);
 
 static void on_select(struct imap_conn *conn, int st, const struct imap_result *res, void *arg)
 {
@@ -330,14 +337,20 @@ static void on_select(struct imap_conn *conn, int st, const struct imap_result *
                   "sync: %s: selected: uidvalidity %u uidnext %u exists %u highestmodseq %llu",
                   c->job.remote_name, c->fi.uidvalidity, c->fi.uidnext, c->fi.exists,
                   (unsigned long long)c->fi.highestmodseq);
-        unsigned fl = (c->job.create_local && !c->job.dry_run) ? REPO_MAILDIR_CREATE : 0;
-        int rc = repo_maildir_open(c->job.maildir, c->job.local_name, fl, on_local_open, c);
-        if (rc < 0)
-            sync_fail(c, rc, "cannot open the local folder %s: %s", c->job.local_name, err_str(rc));
-        else
-            sync_op_begin(c);
+        open_local(c, 0);
     }
     sync_op_end(c);
+}
+
+/* The folder is opened without REPO_MAILDIR_CREATE first: creating means an
+ * fsync of the directory, which an existing folder does not need. */
+static void open_local(struct sync_ctx *c, unsigned flags)
+{
+    int rc = repo_maildir_open(c->job.maildir, c->job.local_name, flags, on_local_open, c);
+    if (rc < 0)
+        sync_fail(c, rc, "cannot open the local folder %s: %s", c->job.local_name, err_str(rc));
+    else
+        sync_op_begin(c);
 }
 
 /* Load the folder's status: record, messages, intents. */
@@ -386,6 +399,17 @@ static int load_status(struct sync_ctx *c)
 static void on_local_open(int st, struct repo_maildir_folder *f, void *arg)
 {
     struct sync_ctx *c = arg;
+    if (st == -ENOENT && c->check_only) {
+        c->res.need_conn = true; /* to be created: that is work */
+        sync_op_end(c);
+        return;
+    }
+    if (st == -ENOENT && c->job.create_local && !c->job.dry_run && !c->tried_create) {
+        c->tried_create = true;
+        open_local(c, REPO_MAILDIR_CREATE);
+        sync_op_end(c);
+        return;
+    }
     if (st == -ENOENT && !c->job.create_local) {
         sync_fail(c, st, "the local folder %s does not exist (createfolders is off)",
                   c->job.local_name);
@@ -408,8 +432,11 @@ static void on_local_open(int st, struct repo_maildir_folder *f, void *arg)
                   "messages: nothing done (restore the folder, or remove it from the sync)",
                   c->job.local_name, c->nsmsgs);
     }
-    if (c->rc == 0)
+    if (c->rc == 0 && c->check_only && (c->nin || !far_unchanged(c))) {
+        c->res.need_conn = true; /* the remote folder changed: SELECT it */
+    } else if (c->rc == 0) {
         list_both(c);
+    }
     sync_op_end(c);
 }
 
@@ -483,6 +510,131 @@ static bool far_unchanged(struct sync_ctx *c)
     return n == c->fi.exists;
 }
 
+/* QRESYNC: the far listing can be what changed since the recorded
+ * HIGHESTMODSEQ (flag changes, new messages: both raise a message's modseq)
+ * plus the status records, minus what VANISHED (EARLIER) names.  Only when
+ * every condition for that reasoning holds; otherwise the full listing. */
+static bool changedsince_ok(struct sync_ctx *c)
+{
+    return c->have_frec && c->job.hooks && c->frec.last_sync && !c->fi.nomodseq &&
+           c->frec.highestmodseq[STATUS_REMOTE] && c->fi.highestmodseq &&
+           c->frec.highestmodseq[STATUS_REMOTE] < c->fi.highestmodseq &&
+           c->frec.uidvalidity[STATUS_REMOTE] == c->fi.uidvalidity && !c->near_ro &&
+           imap_conn_enabled(c->job.conn, "QRESYNC");
+}
+
+static void on_vanished(void *arg, const char *set, size_t len, bool earlier)
+{
+    struct sync_ctx *c = arg;
+    (void)earlier; /* without EARLIER: expunged just now, gone all the same */
+    size_t i = 0;
+    while (i < len && c->rc == 0) {
+        uint32_t lo = 0, hi;
+        while (i < len && set[i] >= '0' && set[i] <= '9')
+            lo = lo * 10 + (uint32_t)(set[i++] - '0');
+        hi = lo;
+        if (i < len && set[i] == ':') {
+            hi = 0;
+            for (i++; i < len && set[i] >= '0' && set[i] <= '9';)
+                hi = hi * 10 + (uint32_t)(set[i++] - '0');
+        }
+        if (i < len && set[i] != ',') {
+            /* Not a UID set we understand: take no listing shortcut. */
+            c->changedsince = false;
+            return;
+        }
+        i++;
+        if (hi < lo) {
+            uint32_t t = lo;
+            lo = hi;
+            hi = t;
+        }
+        if (c->nvanished == c->capvanished) {
+            size_t cap = c->capvanished ? c->capvanished * 2 : 16;
+            void *a = realloc(c->vanished, cap * sizeof *c->vanished);
+            if (!a) {
+                sync_fail(c, -ENOMEM, "out of memory");
+                return;
+            }
+            c->vanished = a;
+            c->capvanished = cap;
+        }
+        c->vanished[c->nvanished++] = (struct sync_range){lo, hi};
+    }
+}
+
+static bool is_vanished(const struct sync_ctx *c, uint32_t uid)
+{
+    for (size_t i = 0; i < c->nvanished; i++)
+        if (uid >= c->vanished[i].lo && uid <= c->vanished[i].hi)
+            return true;
+    return false;
+}
+
+static int cmp_far_uid(const void *a, const void *b)
+{
+    uint32_t x = ((const struct plan_far_msg *)a)->uid, y = ((const struct plan_far_msg *)b)->uid;
+    return x < y ? -1 : x > y;
+}
+
+static void full_list_setup(struct sync_ctx *c)
+{
+    c->nfar = 0;
+    if (c->fi.exists == 0)
+        return;
+    int rc = imap_conn_fetch_list(c->job.conn, "1:*", NULL, on_list_msg, on_list_done, c);
+    if (rc < 0)
+        sync_fail(c, rc, "cannot list the remote folder: %s", err_str(rc));
+    else
+        sync_op_begin(c);
+}
+
+/* After a CHANGEDSINCE listing: add the unchanged messages from the status.
+ * The result is the complete listing plan.h needs when its size is the
+ * folder's message count (every UID in it exists on the server: changed
+ * ones were just reported, the others are in the status and were not
+ * expunged since the recorded modseq); otherwise list everything. */
+static void merge_changed(struct sync_ctx *c)
+{
+    if (c->job.hooks && c->job.hooks->arg == c) {
+        c->job.hooks->on_vanished = NULL;
+        c->job.hooks->arg = NULL;
+    }
+    if (!c->changedsince) {
+        if (c->rc == 0) /* the VANISHED set was not understood */
+            sync_phase(c, full_list_setup, plan_and_go);
+        return;
+    }
+    size_t nchanged = c->nfar;
+    if (nchanged > 1)
+        qsort(c->far, nchanged, sizeof *c->far, cmp_far_uid);
+    for (size_t i = 0; i < c->nsmsgs && c->rc == 0; i++) {
+        const struct status_msg *s = &c->smsgs[i];
+        if (s->state == STATUS_MSG_REMOTE_GONE || is_vanished(c, s->remote_uid))
+            continue;
+        struct plan_far_msg key = {.uid = s->remote_uid};
+        if (nchanged && bsearch(&key, c->far, nchanged, sizeof *c->far, cmp_far_uid))
+            continue;
+        struct plan_far_msg m = {.uid = s->remote_uid, .flags = s->flags, .size = s->size};
+        if (far_push(c, &m) < 0)
+            sync_fail(c, -ENOMEM, "out of memory");
+    }
+    if (c->rc < 0)
+        return;
+    LOG_DEBUG(LOGC_SYNC,
+              "%s: CHANGEDSINCE %llu: %zu changed, %zu vanished ranges, %zu listed, "
+              "%u on the server",
+              c->job.remote_name, (unsigned long long)c->frec.highestmodseq[STATUS_REMOTE],
+              nchanged, c->nvanished, c->nfar, c->fi.exists);
+    if (c->nfar != c->fi.exists) {
+        LOG_DEBUG(LOGC_SYNC, "%s: incomplete: listing the whole folder", c->job.remote_name);
+        c->changedsince = false;
+        sync_phase(c, full_list_setup, plan_and_go);
+        return;
+    }
+    plan_and_go(c);
+}
+
 static void list_setup(struct sync_ctx *c)
 {
     int rc;
@@ -498,6 +650,21 @@ static void list_setup(struct sync_ctx *c)
                 sync_fail(c, -ENOMEM, "out of memory");
         }
         c->far_from_status = true;
+    } else if (changedsince_ok(c)) {
+        struct imap_fetch_opts fo = {
+            .changedsince = c->frec.highestmodseq[STATUS_REMOTE],
+            .vanished = true,
+        };
+        c->job.hooks->on_vanished = on_vanished;
+        c->job.hooks->arg = c;
+        c->changedsince = true;
+        rc = imap_conn_fetch_list(c->job.conn, "1:*", &fo, on_list_msg, on_list_done, c);
+        if (rc < 0) {
+            sync_fail(c, rc, "cannot list the remote folder: %s", err_str(rc));
+        } else {
+            sync_op_begin(c);
+            c->next = merge_changed;
+        }
     } else if (c->fi.exists > 0) {
         rc = imap_conn_fetch_list(c->job.conn, "1:*", NULL, on_list_msg, on_list_done, c);
         if (rc < 0)
@@ -694,6 +861,17 @@ static void run_plan(struct sync_ctx *c)
         sync_fail(c, rc, "cannot plan the sync: %s", err_str(rc));
         return;
     }
+    if (c->check_only) {
+        const struct plan *p = c->plan;
+        bool work = p->error || p->record_uidvalidity || p->nlookups || p->ndrop_intents ||
+                    p->nrecs || p->npairs || p->ndownloads || p->nuploads || p->nflags ||
+                    p->nfar_deletes || p->nnear_deletes || p->held[0].count || p->held[1].count;
+        c->res.need_conn = work;
+        c->res.skipped = !work;
+        LOG_DEBUG(LOGC_SYNC, "%s: unchanged on the server; %s", c->job.remote_name,
+                  work ? "local changes: selecting it" : "nothing to do");
+        return;
+    }
     if (c->plan->nlookups) {
         if (c->looked_up) {
             sync_fail(c, -EINVAL, "the planner asked for lookups twice");
@@ -783,10 +961,30 @@ static void plan_and_go(struct sync_ctx *c)
 
 /* ---- entry point ---------------------------------------------------------------------- */
 
+/* The check (sync.h): the remote state from LIST-STATUS stands in for the
+ * SELECT; the local folder is opened (never created) and scanned only when
+ * that state is the one recorded. */
+static int check_folder(struct sync_ctx *c)
+{
+    const struct sync_remote_status *rs = c->job.remote_status;
+    c->check_only = true;
+    c->fi.uidvalidity = rs->uidvalidity;
+    c->fi.uidnext = rs->uidnext;
+    c->fi.exists = rs->messages;
+    c->fi.highestmodseq = rs->highestmodseq;
+    c->fi.nomodseq = rs->highestmodseq == 0;
+    int rc = repo_maildir_open(c->job.maildir, c->job.local_name, 0, on_local_open, c);
+    if (rc < 0)
+        return rc;
+    c->pending = 1;
+    c->next = NULL;
+    return 0;
+}
+
 int sync_folder(const struct sync_folder_job *job, sync_folder_cb cb, void *arg)
 {
-    if (!job || !cb || !job->conn || !job->maildir || !job->status || !job->remote_name ||
-        !job->local_name)
+    if (!job || !cb || (!job->conn && !job->remote_status) || !job->maildir || !job->status ||
+        !job->remote_name || !job->local_name)
         return -EINVAL;
     if (job->dry_run && !status_is_readonly(job->status))
         return -EINVAL; /* --dry-run must not be able to write anything */
@@ -808,6 +1006,12 @@ int sync_folder(const struct sync_folder_job *job, sync_folder_cb cb, void *arg)
             c->kw_letters |= 1u << i;
         else
             c->kw[i] = NULL;
+    }
+    if (!job->conn) {
+        int rc = check_folder(c);
+        if (rc < 0)
+            free(c);
+        return rc;
     }
     struct imap_select_opts so = {
         .readonly = c->far_ro || job->dry_run,

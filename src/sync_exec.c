@@ -198,6 +198,14 @@ static void downloads_start(struct sync_ctx *c);
 void sync_execute(struct sync_ctx *c)
 {
     const struct plan *p = c->plan;
+    if (c->have_frec && !p->record_uidvalidity && !p->ndrop_intents && !p->nrecs) {
+        /* Nothing to record before the copies (a resync): no commit. */
+        c->folder_id = c->frec.id;
+        sync_fill_counts(c);
+        c->res.downloaded = c->res.uploaded = 0;
+        sync_phase(c, pairs_setup, pairs_renamed);
+        return;
+    }
     struct status_txn *t = txn_begin(c);
     int rc = 0;
     if (!t) {
@@ -635,7 +643,7 @@ struct sync_upload {
     bool r_started, r_eof, r_paused;
     int r_err;
     char *buf;
-    size_t blen, boff;
+    size_t bcap, blen, boff;
 };
 
 static void flags_start(struct sync_ctx *c);
@@ -653,6 +661,8 @@ void sync_exec_free(struct sync_ctx *c)
     c->nul = 0;
 }
 
+static void ul_stat_next(struct sync_ctx *c);
+
 /* Counting pass: the APPEND literal's size must be known before its first
  * byte, and every bare LF of the file will travel as CRLF. */
 static void on_ul_count(struct repo_maildir_reader *r, int st, const void *data, size_t len,
@@ -666,6 +676,7 @@ static void on_ul_count(struct repo_maildir_reader *r, int st, const void *data,
                   err_str(st));
         sync_op_end(c);
     } else if (len == 0) {
+        ul_stat_next(c);
         sync_op_end(c);
     } else {
         u->extra += eol_enc_count(&u->enc_count, data, len);
@@ -692,16 +703,26 @@ static void on_ul_stat(int st, int64_t mtime, uint64_t size, void *arg)
     sync_op_end(c);
 }
 
+/* Stat and count the next file of the batch.  A few at a time: each
+ * reader holds a chunk-sized buffer. */
+static void ul_stat_next(struct sync_ctx *c)
+{
+    if (c->rc < 0 || c->ul_stat_next >= c->nul)
+        return;
+    struct sync_upload *u = &c->ul[c->ul_stat_next++];
+    const struct repo_maildir_entry *e = &c->nl->v[u->near_idx];
+    int rc = repo_maildir_stat(c->mf, e->in_new, e->name, on_ul_stat, u);
+    if (rc < 0)
+        sync_fail(c, rc, "cannot read local message %s: %s", e->name, err_str(rc));
+    else
+        sync_op_begin(c);
+}
+
 static void ul_stat_setup(struct sync_ctx *c)
 {
-    for (size_t i = 0; i < c->nul && c->rc == 0; i++) {
-        const struct repo_maildir_entry *e = &c->nl->v[c->ul[i].near_idx];
-        int rc = repo_maildir_stat(c->mf, e->in_new, e->name, on_ul_stat, &c->ul[i]);
-        if (rc < 0)
-            sync_fail(c, rc, "cannot read local message %s: %s", e->name, err_str(rc));
-        else
-            sync_op_begin(c);
-    }
+    c->ul_stat_next = 0;
+    for (size_t i = 0; i < UL_COUNT_PAR; i++)
+        ul_stat_next(c);
 }
 
 static void on_ul_chunk(struct repo_maildir_reader *r, int st, const void *data, size_t len,
@@ -713,15 +734,26 @@ static void on_ul_chunk(struct repo_maildir_reader *r, int st, const void *data,
         u->r_eof = true;
         u->r = NULL; /* the reader frees itself after this final call */
     } else {
-        if (!u->buf && !(u->buf = malloc(READ_BUF))) {
+        /* Sized to the message (most are a few KiB), not to READ_BUF: a
+         * batch holds many of these at once. */
+        size_t want = u->fsize < READ_BUF ? (size_t)u->fsize : READ_BUF;
+        if (want < len)
+            want = len;
+        if (u->bcap < want) {
+            char *nb = realloc(u->buf, want);
+            if (nb) {
+                u->buf = nb;
+                u->bcap = want;
+            }
+        }
+        if (u->bcap < len) {
             u->r_err = -ENOMEM;
             u->r_eof = true;
             repo_maildir_reader_close(r);
             u->r = NULL;
         } else {
-            size_t n = len < READ_BUF ? len : READ_BUF;
-            memcpy(u->buf, data, n);
-            u->blen = n;
+            memcpy(u->buf, data, len);
+            u->blen = len;
             u->boff = 0;
             u->r_paused = true; /* until the connection has taken it */
             repo_maildir_reader_pause(r);
@@ -749,6 +781,19 @@ static ssize_t ul_read(void *arg, char *buf, size_t cap)
             return -EINVAL; /* cap < 2: cannot happen with imap_conn's buffers */
         u->boff += used;
         u->sent += n;
+        if (u->sent >= u->fsize + u->extra && u->boff == u->blen) {
+            /* The whole file is on its way: release the reader (and its
+             * chunk buffer) now, not at the tagged OK, which may come
+             * after many more pipelined APPENDs. */
+            if (u->r) {
+                repo_maildir_reader_close(u->r);
+                u->r = NULL;
+            }
+            free(u->buf);
+            u->buf = NULL;
+            u->bcap = u->blen = u->boff = 0;
+            u->r_eof = true;
+        }
         return (ssize_t)n;
     }
     if (u->r_err < 0)
@@ -777,6 +822,9 @@ static void on_appended(struct imap_conn *conn, int st, const struct imap_result
         repo_maildir_reader_close(u->r);
         u->r = NULL;
     }
+    free(u->buf); /* the literal has been sent */
+    u->buf = NULL;
+    u->bcap = u->blen = u->boff = 0;
     if (st < 0) {
         char what[400];
         snprintf(what, sizeof what, "APPEND of local message %s failed",
@@ -1247,10 +1295,20 @@ static void final_commit(struct sync_ctx *c)
      * then the listing cannot be taken from the status next time. */
     if (c->near_ro)
         f.highestmodseq[STATUS_REMOTE] = 0;
-    struct status_txn *t = txn_begin(c);
-    if (!t)
-        return;
-    txn_commit(c, &t, status_txn_folder_put(t, &f));
+    /* Nothing new to remember (a resync of an unchanged folder): no commit,
+     * no fsync.  last_sync keeps the time of the last sync that changed
+     * something; it only needs to be non-zero. */
+    const struct status_folder *o = &c->frec;
+    bool same = o->last_sync && o->flags == f.flags;
+    for (int s = 0; s < 2; s++)
+        same = same && o->uidvalidity[s] == f.uidvalidity[s] && o->uidnext[s] == f.uidnext[s] &&
+               o->highestmodseq[s] == f.highestmodseq[s] && o->max_uid[s] == f.max_uid[s];
+    if (!same) {
+        struct status_txn *t = txn_begin(c);
+        if (!t)
+            return;
+        txn_commit(c, &t, status_txn_folder_put(t, &f));
+    }
     const struct sync_result *r = &c->res;
     if (c->rc == 0 && (r->downloaded || r->uploaded || r->deleted_far || r->deleted_near ||
                        r->flags_far || r->flags_near || r->paired || r->held_back)) {

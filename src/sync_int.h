@@ -25,6 +25,7 @@
 #define DL_BATCHES_IN_FLIGHT 2     /* one fetching, one being made durable */
 #define UL_BATCH_MSGS 64           /* APPENDs per upload batch */
 #define UL_BATCH_BYTES (16u << 20)
+#define UL_COUNT_PAR 4  /* files of an upload batch stat()ed and counted at once */
 #define UIDSET_MAX 4000 /* bytes of one UID set on a command line */
 #define READ_BUF (256u << 10)
 #define RECHECK_MS 1500 /* see lookups_done() */
@@ -83,6 +84,13 @@ struct sync_ctx {
     struct plan_far_msg *far;
     size_t nfar, capfar;
     bool far_from_status;
+    bool check_only;    /* job.conn == NULL: see sync.h, "The check" */
+    bool tried_create;  /* the local folder was missing: opened again with CREATE */
+    bool changedsince;  /* the far listing holds only what changed (CHANGEDSINCE) */
+    struct sync_range { /* VANISHED (EARLIER) UIDs, as ranges */
+        uint32_t lo, hi;
+    } * vanished;
+    size_t nvanished, capvanished;
     struct repo_maildir_listing *nl;
     struct plan_near_msg *near;
     struct plan_status_rec *recs;
@@ -95,7 +103,7 @@ struct sync_ctx {
     size_t dl_next, dl_inflight, dl_done_msgs;
     bool dl_fetching;
     uint64_t dl_bytes_total, dl_bytes_done;
-    size_t ul_next, ul_done_msgs;
+    size_t ul_next, ul_done_msgs, ul_stat_next;
     uint64_t ul_bytes_total, ul_bytes_done;
     struct sync_upload *ul; /* the current upload batch */
     size_t nul;

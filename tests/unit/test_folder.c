@@ -1,4 +1,4 @@
-/* test_folder.c - folderfilter / nametrans / folderincludes forms. */
+/* test_folder.c - folderfilter / nametrans / folderincludes through the evaluator. */
 #include "config.h"
 #include "err.h"
 #include "folder.h"
@@ -60,7 +60,22 @@ int main(void)
        "re.match anchored, \\d translated");
     folder_filter_free(&f);
 
-    ok(filter("lambda f: f.startswith('INBOX')") == NULL, "unsupported form refused");
+    f = filter("lambda f: f.startswith('INBOX') and f[:3] != 'Old'");
+    ok(f && folder_filter_match(f, "INBOX.x") && !folder_filter_match(f, "Sent"), "startswith");
+    folder_filter_free(&f);
+    f = filter("lambda folder: folder not in ['[Gmail]/All Mail',\n"
+               "                             '[Gmail]/Spam',\n"
+               "                             '[Gmail]/Trash']");
+    ok(f && !folder_filter_match(f, "[Gmail]/Trash") && folder_filter_match(f, "INBOX"),
+       "not in, list over several lines");
+    folder_filter_free(&f);
+    f = filter("lambda f: re.search('I', f).start() == 0");
+    ok(f && folder_filter_match(f, "INBOX"), "runtime error: filter works where it can");
+    ok(f && !folder_filter_match(f, "Sent"), "runtime error: folder skipped, not accepted");
+    folder_filter_free(&f);
+    ok(filter("lambda f: os.system('true')") == NULL, "os.system refused");
+    ok(filter("lambda a, b: a") == NULL, "two-argument folderfilter refused");
+    ok(filter("['INBOX']") == NULL, "a list is not a folderfilter");
     ok(filter("lambda f: f in ['a'") == NULL, "unterminated list refused");
     ok(filter("f in ['a']") == NULL, "not a lambda refused");
 
@@ -77,7 +92,43 @@ int main(void)
     s = trans(NULL, "INBOX");
     is_str(s, "INBOX", "unset is identity");
     free(s);
-    ok(trans("lambda f: {'a':'b'}.get(f, f)", "a") == NULL, "dict form refused for now");
+    s = trans("lambda f: {'[Gmail]/Sent Mail': 'sent', '[Gmail]/All Mail': 'archive'}.get(f, f)",
+              "[Gmail]/Sent Mail");
+    is_str(s, "sent", "Gmail dictionary map");
+    free(s);
+    s = trans("lambda f: {'sent': '[Gmail]/Sent Mail'}.get(f, f)", "Lists");
+    is_str(s, "Lists", "dictionary default");
+    free(s);
+    s = trans("lambda f: 'INBOX' if f == '' else f.replace('.', '', 1)", "");
+    is_str(s, "INBOX", "conditional, empty name");
+    free(s);
+    s = trans("lambda f: 'INBOX' if f == '' else f.replace('.', '', 1)", ".a.b");
+    is_str(s, "a.b", "conditional, replace once");
+    free(s);
+    s = trans("lambda folder: re.sub('_', ' ', re.sub('^', '[Gmail]/', re.sub('sent', "
+              "'Sent Mail', re.sub('spam', 'Spam', re.sub('trash', 'Trash', folder)))))",
+              "sent");
+    is_str(s, "[Gmail]/Sent Mail", "re.sub chain five deep");
+    free(s);
+    s = trans("lambda f: re.sub('a|ab', 'X', f)", "ab");
+    is_str(s, "Xb", "alternation is leftmost-first as in Python (POSIX would say X)");
+    free(s);
+    s = trans("lambda f: re.sub('<.*?>', '', f)", "<a>x<b>");
+    is_str(s, "x", "non-greedy repetition");
+    free(s);
+    ok(trans("lambda f: len(f)", "abc") == NULL, "non-string nametrans result refused");
+    ok(trans("lambda f: f + 1", "abc") == NULL, "TypeError skips the folder");
+    ok(trans("lambda f: __import__('os')", "abc") == NULL, "__import__ refused");
+
+    struct config_expr id = {(char *)"lambda x: x", 1};
+    struct folder_trans *t = NULL;
+    is_int(folder_trans_new(&id, "rc:1: [R] nametrans", &t), 0, "identity lambda");
+    ok(t && folder_trans_is_identity(t), "lambda x: x is the identity");
+    folder_trans_free(&t);
+    struct config_expr ren = {(char *)"lambda x: x.lower()", 1};
+    is_int(folder_trans_new(&ren, "rc:1: [R] nametrans", &t), 0, "lower");
+    ok(t && !folder_trans_is_identity(t), "lower is not the identity");
+    folder_trans_free(&t);
 
     char **names;
     is_int(folder_parse_list("['Archive/2020', \"Lists/dev\"]", &names), 2, "folderincludes list");
@@ -85,7 +136,16 @@ int main(void)
     folder_names_free(names, 2);
     is_int(folder_parse_list("[]", &names), 0, "empty list");
     folder_names_free(names, 0);
-    is_int(folder_parse_list("['a'] + x", &names), OIMAP_ECONFIG, "trailing junk refused");
+    is_int(folder_parse_list("['a'] + x", &names), OIMAP_ECONFIG, "unknown name refused");
+    is_int(folder_parse_list("['a', 'b'] + ['c']", &names), 3, "list expression");
+    is_str(names[2], "c", "concatenated list");
+    folder_names_free(names, 3);
+    is_int(folder_parse_list("('INBOX',\n 'INBOX.Alerts',\n)", &names), 2, "tuple over lines");
+    folder_names_free(names, 2);
+    is_int(folder_parse_list("['a', 1]", &names), OIMAP_ECONFIG, "non-string item refused");
+    is_int(folder_parse_list("'a'", &names), OIMAP_ECONFIG, "a string is not a list");
+    is_int(folder_parse_list_at("[os.name]", "rc:3: [R] folderincludes", &names), OIMAP_ECONFIG,
+           "logged variant refuses");
 
     is_int(folder_filter_new_list("INBOX,Sent", &f), 0, "-f list");
     ok(folder_filter_match(f, "Sent") && !folder_filter_match(f, "Trash"), "-f list matches");
