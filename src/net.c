@@ -27,6 +27,7 @@
 #define DEFAULT_MAX_OUTPUT (16u << 20)
 #define DEFAULT_KEEPALIVE 60
 #define INPUT_MIN_READ (16 * 1024) /* room offered to each uv read */
+#define INPUT_MAX_READ (64 * 1024) /* and at most this much */
 
 enum net_state {
     ST_RESOLVING,
@@ -511,8 +512,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         return;
     }
     space = in_reserve(s, INPUT_MIN_READ);
-    *buf =
-        uv_buf_init(s->in + s->in_off + s->in_len, (unsigned)(space > 1u << 30 ? 1u << 30 : space));
+    /* At most INPUT_MAX_READ per read: everything read is delivered even when
+     * the consumer pauses us, so this bounds the overshoot (and keeps the
+     * buffer small) while a slow disk holds a download back. */
+    *buf = uv_buf_init(s->in + s->in_off + s->in_len,
+                       (unsigned)(space > INPUT_MAX_READ ? INPUT_MAX_READ : space));
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)

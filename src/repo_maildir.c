@@ -28,8 +28,8 @@
  * asks its producer to pause, and producers resume below REPO_LOW_WATER.
  * This, not the network, bounds the memory of a download: data leaves our
  * buffers as soon as write() put it in the page cache. */
-#define REPO_HIGH_WATER (2u * 1024u * 1024u)
-#define REPO_LOW_WATER (512u * 1024u)
+#define REPO_HIGH_WATER (1024u * 1024u)
+#define REPO_LOW_WATER (256u * 1024u)
 #define FIRST_CHUNK (16u * 1024u) /* most messages are small */
 #define DEFAULT_JOBS 8u
 #define MAX_DEPTH 64

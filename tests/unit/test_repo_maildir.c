@@ -485,7 +485,7 @@ static void test_repo_budget(void)
             first_pause = i;
     }
     ok(first_pause >= 1 && first_pause < N,
-       "a writer is paused once > 2 MiB wait for the disk (writer %d)", first_pause);
+       "a writer is paused once > 1 MiB waits for the disk (writer %d)", first_pause);
     /* Finishing the others lets their data reach the disk, and the paused
      * producer hears about it. */
     struct res r[N];
