@@ -5,6 +5,7 @@
  * refused rather than silently merged.
  */
 #include "imap_utf7.h"
+#include "chars.h"
 
 #include "err.h"
 
@@ -33,30 +34,6 @@ static int b64val(unsigned char c)
 static inline bool printable(unsigned c)
 {
     return c >= 0x20 && c <= 0x7e;
-}
-
-static size_t put_utf8(char *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
 }
 
 int imap_utf7_decode(const char *in, size_t len, char **out_r)
@@ -106,7 +83,7 @@ int imap_utf7_decode(const char *in, size_t len, char **out_r)
             if (high) {
                 if (u < 0xdc00 || u > 0xdfff)
                     goto bad;
-                o += put_utf8(o, 0x10000 + ((high - 0xd800) << 10) + (u - 0xdc00));
+                o += chars_utf8_put(o, 0x10000 + ((high - 0xd800) << 10) + (u - 0xdc00));
                 high = 0;
             } else if (u >= 0xd800 && u <= 0xdbff) {
                 high = u;
@@ -115,7 +92,7 @@ int imap_utf7_decode(const char *in, size_t len, char **out_r)
             } else {
                 if (u == 0 || printable(u))
                     goto bad;
-                o += put_utf8(o, u);
+                o += chars_utf8_put(o, u);
             }
         }
         if (i == len || units == 0 || high || nbits >= 6 || bits != 0)

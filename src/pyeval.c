@@ -13,6 +13,7 @@
  * they may share storage freely (a slice of a constant list points into it).
  * The string and list operations live in pyeval_ops.c.
  */
+#include "chars.h"
 #include "pyeval_int.h"
 
 #include "err.h"
@@ -233,17 +234,6 @@ static bool is_ident(unsigned char c)
     return is_ident_start(c) || (c >= '0' && c <= '9');
 }
 
-static int hex1(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* A string literal body starting at ps->pos (after the prefix).  Python's
  * escapes; an unknown escape keeps its backslash, as Python does. */
 static bool lex_string(struct parser *ps, bool raw, size_t tok_start)
@@ -341,7 +331,7 @@ static bool lex_string(struct parser *ps, bool raw, size_t tok_start)
             continue;
         }
         for (int k = 0; k < digits; k++) {
-            int h = i < ps->len ? hex1(s[i]) : -1;
+            int h = i < ps->len ? chars_hex_value(s[i]) : -1;
             if (h < 0)
                 return perr(ps, i, "truncated \\%c escape", e), false;
             cp = cp * 16 + (uint32_t)h;
@@ -373,7 +363,7 @@ static bool lex_number(struct parser *ps)
     for (; i < ps->len; i++) {
         if (s[i] == '_' && nd)
             continue;
-        int d = hex1(s[i]);
+        int d = chars_hex_value(s[i]);
         if (d < 0 || d >= base)
             break;
         if (v > (uint64_t)INT64_MAX / (uint64_t)base)

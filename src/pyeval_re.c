@@ -15,6 +15,7 @@
  * check (MARK/CHKPROG) so they cannot spin.
  */
 #include "pyeval.h"
+#include "chars.h"
 #include "err.h"
 
 #include <errno.h>
@@ -71,31 +72,12 @@ bad:
 
 size_t pyeval_u8_encode(uint32_t cp, char *out)
 {
-    unsigned char *o = (unsigned char *)out;
+    /* surrogateescape: a lone byte that was not UTF-8 comes back as itself */
     if (cp >= 0xDC80 && cp <= 0xDCFF) {
-        o[0] = (unsigned char)(cp - 0xDC00);
+        out[0] = (char)(cp - 0xDC00);
         return 1;
     }
-    if (cp < 0x80) {
-        o[0] = (unsigned char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (unsigned char)(0xC0 | (cp >> 6));
-        o[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (unsigned char)(0xE0 | (cp >> 12));
-        o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (unsigned char)(0xF0 | (cp >> 18));
-    o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (unsigned char)(0x80 | (cp & 0x3F));
-    return 4;
+    return chars_utf8_put(out, cp);
 }
 
 uint32_t pyeval_lower(uint32_t c)
@@ -350,22 +332,11 @@ static uint32_t next_cp(struct rparser *ps)
     return cp;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int read_hex(struct rparser *ps, int digits, uint32_t *cp)
 {
     uint32_t v = 0;
     for (int k = 0; k < digits; k++) {
-        int h = ps->i < ps->len ? hexval(ps->p[ps->i]) : -1;
+        int h = ps->i < ps->len ? chars_hex_value(ps->p[ps->i]) : -1;
         if (h < 0)
             return rerr(ps, "incomplete escape");
         v = v * 16 + (uint32_t)h;

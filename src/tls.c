@@ -5,6 +5,7 @@
  * PSA initialisation, error names).
  */
 #include "tls.h"
+#include "chars.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -195,16 +196,6 @@ int tls_fingerprint_hex(const unsigned char *der, size_t len, const char *md, ch
     return OIMAP_ECONFIG;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Parse cert_fingerprint as offlineimap does: split at ',', strip blanks,
  * ignore case and ':' separators, skip empty items.  Unlike offlineimap (for
  * which a malformed pin silently never matches) a malformed pin is an error. */
@@ -228,7 +219,7 @@ static int pins_parse(const char *s, struct pin **pins_r, size_t *n_r, char *err
         for (const char *q = p; q < end; q++) {
             if (*q == ':' || isspace((unsigned char)*q))
                 continue;
-            if (hexval((unsigned char)*q) < 0 || nd >= 128) {
+            if (chars_hex_value((unsigned char)*q) < 0 || nd >= 128) {
                 bad = true;
                 break;
             }
@@ -249,8 +240,8 @@ static int pins_parse(const char *s, struct pin **pins_r, size_t *n_r, char *err
         if (md) {
             pins[n].md = md;
             for (size_t i = 0; i < md->len; i++)
-                pins[n].digest[i] =
-                    (unsigned char)(hexval(digits[2 * i]) << 4 | hexval(digits[2 * i + 1]));
+                pins[n].digest[i] = (unsigned char)(chars_hex_value(digits[2 * i]) << 4 |
+                                                    chars_hex_value(digits[2 * i + 1]));
             n++;
         }
         p = *end ? end + 1 : end;

@@ -1,5 +1,6 @@
 /* test_imap_utf7.c - modified UTF-7: vectors, rejects, round-trip properties. */
 #include "imap_utf7.h"
+#include "chars.h"
 
 #include "err.h"
 #include "tap.h"
@@ -46,30 +47,6 @@ static uint32_t rnd(void)
     return (uint32_t)(rng >> 16);
 }
 
-static size_t put_cp(char *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 static uint32_t random_cp(void)
 {
     switch (rnd() % 6) {
@@ -96,7 +73,7 @@ static void round_trips(void)
         char in[256], *enc = NULL, *dec = NULL;
         size_t n = 0, k = rnd() % 12;
         for (size_t j = 0; j < k; j++)
-            n += put_cp(in + n, random_cp());
+            n += chars_utf8_put(in + n, random_cp());
         if (imap_utf7_encode(in, n, &enc) != 0) {
             fails++;
             continue;
