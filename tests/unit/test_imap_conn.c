@@ -15,33 +15,8 @@
 #include "imap_conn.h"
 #include "log.h"
 #include "tap.h"
+#include "uvtest.h"
 #include "tls.h"
-
-static uv_loop_t *loop;
-
-static void on_tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
-static bool run_until(const bool *flag, unsigned max_ms)
-{
-    uv_timer_t tick;
-    uv_timer_init(loop, &tick);
-    uv_timer_start(&tick, on_tick, 10, 10);
-    uint64_t end = uv_now(loop) + max_ms;
-    while (!*flag && uv_now(loop) < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return *flag;
-}
-
-static void run_for(unsigned ms)
-{
-    bool never = false;
-    run_until(&never, ms);
-}
 
 /* ---- the fake server ------------------------------------------------------ */
 

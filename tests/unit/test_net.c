@@ -17,35 +17,7 @@
 #include "err.h"
 #include "net.h"
 #include "tap.h"
-
-static uv_loop_t *loop;
-
-/* ---- loop helpers -------------------------------------------------------- */
-
-static void on_tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
-/* Run the loop until *flag or max_ms; returns true if the flag was set. */
-static bool run_until(const bool *flag, unsigned max_ms)
-{
-    uv_timer_t tick;
-    uv_timer_init(loop, &tick);
-    uv_timer_start(&tick, on_tick, 20, 20);
-    uint64_t end = uv_now(loop) + max_ms;
-    while (!*flag && uv_now(loop) < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return *flag;
-}
-
-static void run_for(unsigned ms)
-{
-    bool never = false;
-    run_until(&never, ms);
-}
+#include "uvtest.h"
 
 /* ---- a client that records everything ------------------------------------ */
 

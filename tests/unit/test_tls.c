@@ -26,9 +26,9 @@
 #include "err.h"
 #include "net.h"
 #include "tap.h"
+#include "uvtest.h"
 #include "tls.h"
 
-static uv_loop_t *loop;
 static char dir[] = "/tmp/oimap-tls-XXXXXX";
 static char path_buf[8][300];
 static int path_i;
@@ -42,24 +42,6 @@ static const char *P(const char *name)
 }
 
 /* ---- loop and client helpers ------------------------------------------------ */
-
-static void on_tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
-static bool run_until(const bool *flag, unsigned max_ms)
-{
-    uv_timer_t tick;
-    uv_timer_init(loop, &tick);
-    uv_timer_start(&tick, on_tick, 20, 20);
-    uint64_t end = uv_now(loop) + max_ms;
-    while (!*flag && uv_now(loop) < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return *flag;
-}
 
 struct client {
     struct net_stream *s;
