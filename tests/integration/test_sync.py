@@ -158,7 +158,7 @@ class TestSync(SyncTestCase):
     def test_initial_download_and_noop(self):
         user = 'u1'
         self.fill(user, 160)
-        conf = make_config(self.dv, self.root, user)
+        conf = make_config(self.dv, self.root, user, remote={'maxconnections': '3'})
         r = sync(conf)
         self.assertEqual(r.rc, 0, r.stdout + r.stderr)
         assert_same(self, self.dv, user, self.root)
@@ -177,6 +177,9 @@ class TestSync(SyncTestCase):
         self.assertEqual(WRITES_RE.findall(out), [])
         self.assertNotIn('BODY.PEEK', out)
         self.assertEqual(summaries(out), {})
+        # a no-op is one connection and one LIST-STATUS: no folder SELECTed
+        self.assertEqual(len(re.findall(r' C: \S+ SELECT ', out)), 0, out[-3000:])
+        self.assertEqual(out.count('connecting ('), 1, out[-3000:])
         assert_same(self, self.dv, user, self.root)
 
     def test_two_way_changes(self):
