@@ -1203,6 +1203,23 @@ static int next_id(struct status_txn *t, const char *name, uint64_t *id_r)
     return 0;
 }
 
+/* Store folder record f with its names.  The names may point into the map
+ * (status_txn_folder_put): they are encoded before the write, which may
+ * move pages. */
+static int folder_write(struct status_txn *t, const struct status_folder *f, const char *l,
+                        size_t ll, const char *r, size_t rl)
+{
+    unsigned char *v = malloc(FOLDER_HDR + ll + rl);
+    if (!v)
+        return poison(t, -ENOMEM);
+    folder_encode(v, f, l, ll, r, rl);
+    unsigned char kb[4];
+    put32(kb, f->id);
+    int rc = w_put(t, DB_FOLDERS, kb, 4, v, FOLDER_HDR + ll + rl);
+    free(v);
+    return rc;
+}
+
 int status_txn_folder_get_or_create(struct status_txn *t, const char *local, const char *remote,
                                     struct status_folder *f_r)
 {
@@ -1221,16 +1238,10 @@ int status_txn_folder_get_or_create(struct status_txn *t, const char *local, con
     memset(f_r, 0, sizeof *f_r);
     f_r->id = (uint32_t)id;
     size_t ll = strlen(local), rl = strlen(remote);
-    unsigned char *v = malloc(FOLDER_HDR + ll + rl);
-    if (!v)
-        return poison(t, -ENOMEM);
-    folder_encode(v, f_r, local, ll, remote, rl);
+    if ((rc = folder_write(t, f_r, local, ll, remote, rl)) != 0)
+        return rc;
     unsigned char kb[4];
     put32(kb, f_r->id);
-    rc = w_put(t, DB_FOLDERS, kb, 4, v, FOLDER_HDR + ll + rl);
-    free(v);
-    if (rc)
-        return rc;
     unsigned char nk[FNAME_KEY_RAW + 18];
     size_t nkl = fname_key(nk, local, ll, remote, rl);
     rc = w_put(t, DB_FNAMES, nk, nkl, kb, 4);
@@ -1249,16 +1260,7 @@ int status_txn_folder_put(struct status_txn *t, const struct status_folder *f)
     int rc = folder_read(t->st, t->txn, f->id, &old, &l, &ll, &r, &rl);
     if (rc)
         return poison(t, rc);
-    unsigned char *v = malloc(FOLDER_HDR + ll + rl);
-    if (!v)
-        return poison(t, -ENOMEM);
-    /* l and r point into the map: encode before the write below moves pages. */
-    folder_encode(v, f, l, ll, r, rl);
-    unsigned char kb[4];
-    put32(kb, f->id);
-    rc = w_put(t, DB_FOLDERS, kb, 4, v, FOLDER_HDR + ll + rl);
-    free(v);
-    return rc;
+    return folder_write(t, f, l, ll, r, rl);
 }
 
 /* Delete every record of db in folder, one key at a time (a cursor would not
