@@ -617,19 +617,28 @@ static int read_name(struct rparser *ps, char close, size_t *start_r, size_t *le
     return 0;
 }
 
-static int group_node(struct rparser *ps, int g, int depth)
+/* The alternatives inside a parenthesis, and its closing ')'. */
+static int paren_body(struct rparser *ps, int depth)
 {
-    if (g > 0) {
-        ps->open_groups[ps->nopen++] = g;
-    }
     int body = parse_alt(ps, depth + 1);
-    if (g > 0)
-        ps->nopen--;
     if (body < 0)
         return body;
     if (at_end(ps) || ps->p[ps->i] != ')')
         return rerr(ps, "missing ), unterminated subpattern");
     ps->i++;
+    return body;
+}
+
+static int group_node(struct rparser *ps, int g, int depth)
+{
+    if (g > 0) {
+        ps->open_groups[ps->nopen++] = g;
+    }
+    int body = paren_body(ps, depth);
+    if (g > 0)
+        ps->nopen--;
+    if (body < 0)
+        return body;
     int n = node_new(ps, R_GROUP);
     if (n >= 0) {
         ps->nodes[n].group = g;
@@ -667,12 +676,9 @@ static int parse_paren(struct rparser *ps, int depth)
         if (c == ':')
             return group_node(ps, -1, depth);
         if (c == '=' || c == '!') {
-            int body = parse_alt(ps, depth + 1);
+            int body = paren_body(ps, depth);
             if (body < 0)
                 return body;
-            if (at_end(ps) || ps->p[ps->i] != ')')
-                return rerr(ps, "missing ), unterminated subpattern");
-            ps->i++;
             int n = node_new(ps, R_LOOK);
             if (n >= 0) {
                 ps->nodes[n].child = body;
