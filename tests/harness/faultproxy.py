@@ -42,7 +42,8 @@ import socket
 import struct
 import threading
 
-HOST = '127.0.0.1'
+import listeners
+
 LITERAL_RE = re.compile(rb'~?\{(\d+)\+?\}\r?\n?$')
 DEFAULT_BYE = b'\r\n* BYE fault injected\r\n'
 
@@ -280,47 +281,32 @@ class ProxyConn:
         t.join(30)
 
 
-class FaultProxy:
+class FaultProxy(listeners._Base):
     def __init__(self, upstream_host, upstream_port, plan=None, rewriter=None):
         self.upstream = (upstream_host, upstream_port)
         self.plan = plan or (lambda i: None)
         self.rewriter = rewriter
-        self._stopping = threading.Event()
-        self._lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._lsock.bind((HOST, 0))
-        self._lsock.listen(64)
-        self.host = HOST
-        self.port = self._lsock.getsockname()[1]
         self.stats = []
         self.errors = []  # exceptions raised by rewriters (the connection is closed)
         self._conns = []
-        self._threads = []
-        self._lock = threading.Lock()
-        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
-        self._acceptor.start()
+        super().__init__()
 
-    def _accept_loop(self):
-        while not self._stopping.is_set():
-            try:
-                s, _ = self._lsock.accept()
-            except OSError:
-                return
-            if self._stopping.is_set():
-                s.close()
-                return
-            with self._lock:
-                i = len(self.stats)
-                fault = self.plan(i)
-                stat = {'index': i, 's2c': 0, 'c2s': 0, 'fired': False,
-                        'fault': repr(fault) if fault else None}
-                self.stats.append(stat)
-                c = ProxyConn(self, i, s, fault, stat)
-                self._conns.append(c)
-            t = threading.Thread(target=self._run, args=(c,), daemon=True)
-            with self._lock:
-                self._threads.append(t)
-            t.start()
+    def _accepted(self, s):
+        with self._lock:
+            i = len(self.stats)
+            fault = self.plan(i)
+            stat = {'index': i, 's2c': 0, 'c2s': 0, 'fired': False,
+                    'fault': repr(fault) if fault else None}
+            self.stats.append(stat)
+            c = ProxyConn(self, i, s, fault, stat)
+            self._conns.append(c)
+        return lambda: self._run(c)
+
+    def _close_connections(self):
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            c._close()
 
     def _run(self, c):
         try:
@@ -335,25 +321,3 @@ class FaultProxy:
     def reset_stats(self):
         with self._lock:
             self.stats = []
-
-    def stop(self):
-        self._stopping.set()
-        try:
-            self._lsock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._lsock.close()
-        with self._lock:
-            conns = list(self._conns)
-            threads = list(self._threads)
-        for c in conns:
-            c._close()
-        self._acceptor.join(5)
-        for t in threads:
-            t.join(5)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()

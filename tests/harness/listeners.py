@@ -50,6 +50,9 @@ HOST = '127.0.0.1'
 
 
 class _Base:
+    """A listener on a free loopback port: one thread per connection.
+    Subclasses set their own state, then call __init__ (it starts accepting)."""
+
     def __init__(self):
         self._lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -74,13 +77,30 @@ class _Base:
             if self._stopping.is_set():
                 s.close()
                 return
-            with self._lock:
-                self.connections += 1
-                self._socks.append(s)
-            t = threading.Thread(target=self._serve_safe, args=(s,), daemon=True)
+            t = threading.Thread(target=self._accepted(s), daemon=True)
             with self._lock:
                 self._threads.append(t)
             t.start()
+
+    def _accepted(self, s):
+        """Record a new connection; return what its thread runs."""
+        with self._lock:
+            self.connections += 1
+            self._socks.append(s)
+        return lambda: self._serve_safe(s)
+
+    def _close_connections(self):
+        with self._lock:
+            socks = list(self._socks)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                s.close()
+            except OSError:
+                pass
 
     def _serve_safe(self, s):
         try:
@@ -99,17 +119,8 @@ class _Base:
             pass
         self._lsock.close()
         with self._lock:
-            socks = list(self._socks)
             threads = list(self._threads)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                s.close()
-            except OSError:
-                pass
+        self._close_connections()
         self._acceptor.join(5)
         for t in threads:
             t.join(5)
