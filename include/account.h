@@ -30,6 +30,7 @@
 
 struct config;
 struct config_account;
+struct conn_cache;
 
 struct account_run_opts {
     bool dry_run;           /* --dry-run: plan and print, change nothing anywhere */
@@ -37,6 +38,11 @@ struct account_run_opts {
     bool single;            /* -1: one account and one connection at a time */
     bool allow_mass_delete; /* let the mass-deletion guard's held deletions through */
     const char *folders;    /* -f: comma-separated remote folder names, or NULL */
+    bool idle;              /* a sync IDLE asked for: OFFLINEIMAPSYNCMODE=idle for the hooks */
+    /* The daemon's held connections (conn_cache.h), or NULL: accounts with
+     * holdconnectionopen take their connections from it and give them back
+     * at the end instead of closing them. */
+    struct conn_cache *conns;
 };
 
 struct account_run;
@@ -56,6 +62,13 @@ int account_run_start(uv_loop_t *loop, const struct config *cfg,
 /* Graceful stop: no account and no folder starts any more; folders in
  * progress finish (their changes are committed), then done runs. */
 void account_run_stop(struct account_run *run);
+
+/* Write the state of the run as log_warn lines (SIGQUIT): per account in
+ * progress its stage, every connection (peer, state, the folder it syncs,
+ * commands in flight, bytes queued) and every folder job not done (checking,
+ * waiting for a connection, syncing on connection N), the failed ones and
+ * the counts of those done. */
+void account_run_dump(const struct account_run *run);
 
 /* Run every selected account once.  Returns 0 when every account and folder
  * synced, 1 when something failed (each failure was logged with its account

@@ -23,6 +23,7 @@ struct cli_override {
 
 struct cli_opts {
     bool help, version, dry_run, info, single, once, quick, syslog;
+    bool version_full; /* -V: the version and those of the libraries */
     bool migrate_fmd5, mbnames_prune, ignore_keyring, update_keyring;
     const char *profile_dir;        /* -P */
     const char *accounts;           /* -a a,b */

@@ -229,7 +229,13 @@ struct config_override {
  * that cannot be read is "FILE: cannot read: REASON"), or -ENOMEM.  Unlike
  * config_load_buffer(), it also checks that each IMAP repository's
  * remotepassfile (and sslcacertfile when TLS is on) is a readable file, so a
- * typo is a FILE:LINE error before anything is touched. */
+ * typo is a FILE:LINE error before anything is touched.  It also enables
+ * the python3 helper for the run (pyhelper.h, with [general] pythonfile,
+ * which must be readable) and evaluates remotehosteval, remoteporteval,
+ * remoteusereval, remotepasseval and oauth2_access_token_eval into
+ * remotehost, remoteport, remoteuser, remotepass and oauth2_access_token
+ * (secrets registered with log_add_secret()); a failing one is a FILE:LINE
+ * error too. */
 int config_load(const char *path, const struct config_override *ov, size_t n_ov,
                 struct config **cfg_r);
 

@@ -1,9 +1,10 @@
 /* cred.h - where a repository's user name and password come from.
  *
- * offlineimap's lookup order, minus what needs Python or a keyring:
- *   remotepasscmd (oimap: the first line a shell command prints; it stands
- *   in for remotepasseval), remotepass, remotepassfile (first line),
- *   ~/.netrc, /etc/netrc.
+ * offlineimap's lookup order, minus the keyring:
+ *   remotepasscmd (oimap: the first line a shell command prints),
+ *   remotepasseval (config_load() evaluates it, through the python3 helper
+ *   when needed, and stores its value in remotepass, which it overrides),
+ *   remotepass, remotepassfile (first line), ~/.netrc, /etc/netrc.
  * The user name comes from remoteuser, else the netrc entry for the host.
  * Every password found is registered with log_add_secret() before it is
  * returned, so no log line can show it.

@@ -2,7 +2,9 @@
  *
  * offlineimap configures this with Python expressions (folderfilter,
  * nametrans, folderincludes), which oimap evaluates with its own small
- * evaluator (pyeval.h; the subset is in oimap.conf(5), PYTHON EXPRESSIONS):
+ * evaluator (pyeval.h; the subset is in oimap.conf(5), PYTHON EXPRESSIONS),
+ * or, for what that evaluator does not take, with the python3 helper
+ * (pyhelper.h) once config_load() has enabled it:
  *
  *   folderfilter   lambda f: f not in ['[Gmail]/All Mail', '[Gmail]/Spam']
  *                  lambda f: not re.search(r'(^Trash$|Del)', f)
@@ -10,7 +12,7 @@
  *                  lambda f: {'[Gmail]/Sent Mail': 'sent'}.get(f, f)
  *   folderincludes ['Archive/2020', 'Lists/dev']
  *
- * An expression outside the subset is refused when the account starts, with
+ * An expression that neither takes is refused when the account starts, with
  * an error naming the file, line, option and construct (never a silent
  * "sync everything").  An error while evaluating (a TypeError, a regular
  * expression running out of steps) is logged and that folder is skipped.

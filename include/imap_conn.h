@@ -82,6 +82,7 @@
 struct imap_conn;
 struct config_repo;
 struct tls_config;
+struct imap_status_entry;
 
 enum imap_tls_mode { IMAP_TLS_IMPLICIT, IMAP_TLS_STARTTLS, IMAP_TLS_NONE };
 
@@ -182,6 +183,12 @@ struct imap_conn_handlers {
     /* The connection died (see "Errors").  Not called after imap_conn_close()
      * nor for the server closing after our LOGOUT. */
     void (*on_error)(struct imap_conn *c, int code, const char *msg, void *arg);
+    /* STATUS that no LIST-STATUS or STATUS command is waiting for: the
+     * notifications of NOTIFY (RFC 5465). */
+    void (*on_status)(struct imap_conn *c, const struct imap_status_entry *e, void *arg);
+    /* An untagged OK/NO/BAD whose response code imap_conn has no use for
+     * itself (code.id IMAP_CODE_OTHER), e.g. [NOTIFICATIONOVERFLOW]. */
+    void (*on_notice)(struct imap_conn *c, const struct imap_response *r, void *arg);
 };
 
 /* ---- life cycle --------------------------------------------------------- */
@@ -199,6 +206,11 @@ int imap_conn_open(uv_loop_t *loop, const struct imap_conn_config *cfg,
  * polite end) and free it once its handles are closed (the loop must run).
  * No callback of any kind is called after this.  NULLs *c; NULL is fine. */
 void imap_conn_close(struct imap_conn **c);
+
+/* Send the connection's events to other handlers from now on: a connection
+ * handed from one owner to another (held between two syncs, conn_cache.h).
+ * Same rules as for imap_conn_open(): h must outlive the connection. */
+void imap_conn_set_handlers(struct imap_conn *c, const struct imap_conn_handlers *h, void *arg);
 
 /* Stop / restart reading from the server (a consumer's disk queue is full).
  * Data already received is still delivered up to the end of that read. */
@@ -226,6 +238,15 @@ const char *imap_conn_tls_info(const struct imap_conn *c);
 const char *imap_conn_error(const struct imap_conn *c);
 /* The selected folder's info (NULL unless SELECTED/IDLE). */
 const struct imap_folder_info *imap_conn_folder(const struct imap_conn *c);
+
+/* What the connection is busy with, for a state dump (SIGQUIT). */
+struct imap_conn_stats {
+    unsigned in_flight;  /* commands sent (or being sent), not answered yet */
+    unsigned waiting;    /* commands queued behind them */
+    size_t bytes_queued; /* written to the socket layer, not yet taken by the kernel */
+    char oldest[32];     /* the oldest unanswered command, e.g. "UID FETCH"; "" if none */
+};
+void imap_conn_get_stats(const struct imap_conn *c, struct imap_conn_stats *st_r);
 
 /* ---- commands ------------------------------------------------------------
  * Every command returns 0 (done will be called) or a negative code (nothing

@@ -45,6 +45,9 @@ int log_cats_parse(const char *list, unsigned *cats_r);
  * log file cannot be opened.  May be called again to switch front end. */
 int log_init(enum log_ui ui, const char *logfile, unsigned debug_cats);
 void log_close(void);
+/* -s: copy what the front end shows (and -d lines) to syslog as well, as
+ * offlineimap's -s adds a syslog handler; no effect with the syslog UI. */
+void log_also_syslog(bool on);
 enum log_ui log_current_ui(void);
 
 /* Replace every later occurrence of secret in log output by ********.

@@ -14,6 +14,10 @@
  *
  *   meta     "schema"         -> u32 version.  A store of a newer version is
  *                                refused (OIMAP_ESTATUS), never rewritten.
+ *                                Version 1 (no near-only records) is opened
+ *                                as it is read-only, and migrated to 2 by
+ *                                the first writable open (nothing but the
+ *                                number changes).
  *            "next_folder"    -> u32, the next folder id to hand out (from 1)
  *            "next_intent"    -> u64, the next intent id to hand out (from 1)
  *   fnames   local "\0" remote -> u32 folder id   (names too long for an LMDB
@@ -26,6 +30,10 @@
  *   msgs     u32 folder, u32 remote uid -> u32 local uid, u32 flags, u64 size,
  *                      u8 state, 7 bytes reserved (readers ignore any bytes
  *                      after the first 24: room for keywords/labels later)
+ *            u32 folder, u32 0, u32 local uid -> the same value (version 2):
+ *                      a near-only half record (remote uid 0, IMAP<->IMAP),
+ *                      which has no remote uid to be keyed by; these sort
+ *                      before the folder's remote uids
  *   luids    u32 folder, u32 local uid -> u32 remote uid
  *                      (only where local uid != remote uid, e.g. IMAP<->IMAP)
  *   intents  u32 folder, u64 intent id -> u8 kind, u8 side, u16 0,
@@ -48,8 +56,9 @@
  *   S4 A local uid belongs to at most one message of a folder: putting a
  *      message whose local uid another message of the folder holds fails with
  *      OIMAP_ESTATUS and the transaction is poisoned.
- *   S5 luids holds exactly the messages whose local uid is non-zero and
- *      differs from their remote uid (maintained by the msg put/del calls).
+ *   S5 luids holds exactly the messages whose remote uid and local uid are
+ *      both non-zero and differ (maintained by the msg put/del calls).
+ *      Near-only records (remote uid 0) are found by their own key.
  *   S6 Folder and intent ids are never reused (counters only go up).
  *   S7 One writer per account: status_open() takes an exclusive lock on the
  *      account lock file (OFD fcntl lock, dies with the process), so a second
@@ -69,7 +78,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define STATUS_SCHEMA_VERSION 1u
+#define STATUS_SCHEMA_VERSION 2u
 #define STATUS_TUID_LEN 16 /* length of a marker made by status_make_tuid() */
 #define STATUS_TUID_MAX 64 /* longest marker an intent may carry */
 
@@ -180,8 +189,9 @@ int status_folder_foreach(struct status *st, status_folder_cb cb, void *arg);
 int status_msg_get(struct status *st, uint32_t folder, uint32_t remote_uid, struct status_msg *m_r);
 int status_msg_get_local(struct status *st, uint32_t folder, uint32_t local_uid,
                          struct status_msg *m_r);
-/* All messages of folder in remote-uid order, into a malloc'ed array the
- * caller frees (NULL when empty).  Returns 0 or a negative code. */
+/* All messages of folder in remote-uid order (near-only records, remote uid
+ * 0, first, in local-uid order), into a malloc'ed array the caller frees
+ * (NULL when empty).  Returns 0 or a negative code. */
 int status_msg_load(struct status *st, uint32_t folder, struct status_msg **v_r, size_t *n_r);
 typedef int (*status_msg_cb)(const struct status_msg *m, void *arg);
 int status_msg_foreach(struct status *st, uint32_t folder, status_msg_cb cb, void *arg);
@@ -210,15 +220,52 @@ int status_txn_folder_put(struct status_txn *txn, const struct status_folder *f)
  * or a user-confirmed UIDVALIDITY reset).  Its id is not reused. */
 int status_txn_folder_del(struct status_txn *txn, uint32_t id);
 
-/* Insert or replace the record of m->remote_uid (m->remote_uid != 0). */
+/* Insert or replace the record of m->remote_uid.  m->remote_uid == 0 with
+ * m->local_uid != 0 is a near-only half record (IMAP<->IMAP: known on the
+ * local side only), keyed by its local uid.  Both 0: -EINVAL. */
 int status_txn_msg_put(struct status_txn *txn, uint32_t folder, const struct status_msg *m);
 /* Remove it; -ENOENT if there was none (the transaction stays usable). */
 int status_txn_msg_del(struct status_txn *txn, uint32_t folder, uint32_t remote_uid);
+/* Remove the record holding local_uid, near-only or not; -ENOENT if none. */
+int status_txn_msg_del_local(struct status_txn *txn, uint32_t folder, uint32_t local_uid);
 
 /* Insert (in->id == 0: new id written back to in->id) or replace an intent. */
 int status_txn_intent_put(struct status_txn *txn, struct status_intent *in);
 /* -ENOENT if absent (the transaction stays usable). */
 int status_txn_intent_del(struct status_txn *txn, uint32_t folder, uint64_t id);
+
+/* --- Gmail labels (synclabels = yes), kept apart from msgs so that other
+ * accounts pay nothing for them:
+ *   labels   u32 folder, u32 remote uid -> i64 mtime, label bytes
+ * mtime is the local file's (ns) when its labels were last synced; the label
+ * bytes are opaque here (gmail_labels_encode()).  A store written before
+ * this table existed reads as having no labels.  Deleting a folder deletes
+ * its labels. */
+struct status_labels {
+    uint32_t remote_uid;
+    int64_t mtime;
+    const void *data; /* foreach: valid during the callback only */
+    size_t len;       /* at most 1 MiB */
+};
+typedef int (*status_labels_cb)(const struct status_labels *l, void *arg);
+/* The labels records of folder in uid order.  cb must not write. */
+int status_labels_foreach(struct status *st, uint32_t folder, status_labels_cb cb, void *arg);
+/* Insert or replace the record of l->remote_uid. */
+int status_txn_labels_put(struct status_txn *txn, uint32_t folder, const struct status_labels *l);
+/* -ENOENT if absent (the transaction stays usable). */
+int status_txn_labels_del(struct status_txn *txn, uint32_t folder, uint32_t remote_uid);
+
+/* --- keywords of a folder pair (IMAP <-> IMAP) ------------------------------
+ *   meta     "kw" u32 folder -> the keyword names, each followed by a NUL
+ * Bit STATUS_FLAG_KEYWORD('a' + i) of the folder's message flags stands for
+ * the i-th name (at most 26).  Names are only ever appended, so a bit keeps
+ * its meaning for the records that use it.  Deleting a folder deletes them. */
+#define STATUS_KEYWORDS_MAX 26
+/* The names into names_r (a malloc'ed buffer of *len_r bytes, NULL and 0
+ * when there are none). */
+int status_folder_keywords(struct status *st, uint32_t folder, char **names_r, size_t *len_r);
+int status_txn_folder_keywords_put(struct status_txn *txn, uint32_t folder, const char *names,
+                                   size_t len);
 
 /* --- helpers --------------------------------------------------------------- */
 

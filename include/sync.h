@@ -104,6 +104,7 @@ struct sync_result {
 
     /* What was done (or, in dry-run, what would be done). */
     size_t downloaded, uploaded, paired;
+    size_t downloaded_unseen;         /* of downloaded: without \Seen (newmail_hook) */
     size_t flags_far, flags_near;     /* messages whose flags changed on each side */
     size_t deleted_far, deleted_near; /* messages deleted on each side */
     size_t held_back;                 /* deletions held by the mass-deletion guard */

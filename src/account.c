@@ -15,15 +15,19 @@
  * than connections are free: a sync with nothing to do uses one.
  */
 #include "account.h"
+#include "aftersync.h"
 #include "config.h"
+#include "conn_cache.h"
 #include "err.h"
 #include "folder.h"
 #include "imap_conn.h"
 #include "imap_utf7.h"
+#include "local_imap.h"
 #include "log.h"
 #include "repo_maildir.h"
 #include "status.h"
 #include "sync.h"
+#include "sync_imap.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -43,6 +47,7 @@ struct fpair {
     bool have_rs; /* rs holds the folder's LIST-STATUS answer */
     struct sync_remote_status rs;
     struct sync_result res;
+    char *lname; /* IMAP local repository: the folder's name on that server */
 };
 
 struct slot {
@@ -51,6 +56,8 @@ struct slot {
     bool busy, dead, opening;
     size_t pair;                  /* the folder in progress when busy */
     struct sync_conn_hooks hooks; /* the running job's VANISHED sink */
+    struct imap_conn *lconn;      /* IMAP local repository: the slot's local connection */
+    bool lopening;
 };
 
 /* Checks without a connection in flight at once (each holds a folder's
@@ -102,6 +109,14 @@ struct acct {
     struct sync_result total;
     struct timespec start;
     bool finishing;
+    bool hold; /* holdconnectionopen: connections via run->opts->conns */
+    /* IMAP local repository (licfg set): its connection settings, its
+     * delimiter and folder list, and which of the two LISTs are done. */
+    struct imap_conn_config *licfg;
+    char ldelim;
+    struct repo_maildir_folder_list *llist;
+    bool rlisted, llisted;
+    struct acct *next_in_run; /* run->accts, for account_run_dump() */
 };
 
 struct run {
@@ -115,6 +130,7 @@ struct run {
     bool stopping, starting;
     account_done_cb done;
     void *done_arg;
+    struct acct *accts; /* in progress */
 };
 
 static void run_next(struct run *run);
@@ -187,7 +203,9 @@ static void run_hook(struct acct *a, const char *cmd, void (*next)(struct acct *
         next(a);
         return;
     }
-    setenv("OFFLINEIMAPSYNCMODE", a->run->opts->quick ? "quick" : "full", 1);
+    const struct account_run_opts *ro = a->run->opts;
+    bool quick = ro->quick || a->cfg->quick < 0;
+    setenv("OFFLINEIMAPSYNCMODE", ro->idle ? "idle" : quick ? "quick" : "full", 1);
     char *args[] = {"/bin/sh", "-c", (char *)cmd, NULL};
     uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
                                      {.flags = UV_INHERIT_FD, .data.fd = 1},
@@ -308,7 +326,7 @@ static void account_maybe_done(struct acct *a)
     if (a->next_check < a->n_pairs && !a->run->stopping)
         return;
     for (size_t i = 0; i < a->n_slots; i++)
-        if (a->slots[i].busy || a->slots[i].opening)
+        if (a->slots[i].busy || a->slots[i].opening || a->slots[i].lopening)
             return;
     bool any_alive = false;
     for (size_t i = 0; i < a->n_slots; i++)
@@ -374,6 +392,7 @@ static void on_folder_done(const struct sync_result *res, void *arg)
     if (res->conn_failed) {
         s->dead = true;
         imap_conn_close(&s->conn);
+        imap_conn_close(&s->lconn); /* IMAP local: either may have failed */
     }
     pump_all(a);
     account_maybe_done(a);
@@ -481,11 +500,80 @@ static void start_checks(struct acct *a)
     }
 }
 
+/* ---- IMAP as the local repository: one local connection per slot --------- */
+
+static void on_local_conn_error(struct imap_conn *c, int code, const char *msg, void *arg)
+{
+    struct slot *s = arg;
+    (void)c;
+    (void)code;
+    if (!s->busy && !s->a->finishing)
+        log_warn("Account %s: local server: %s", s->a->cfg->name, msg);
+    s->dead = true;
+}
+
+static const struct imap_conn_handlers local_handlers = {.on_error = on_local_conn_error};
+
+static void on_local_open(struct imap_conn *c, int st, const struct imap_result *res, void *arg)
+{
+    struct slot *s = arg;
+    (void)res;
+    s->lopening = false;
+    if (st < 0) {
+        log_warn("Account %s: cannot connect to the local server: %s", s->a->cfg->name,
+                 imap_conn_error(c) ? imap_conn_error(c) : err_str(st));
+        /* the slot goes, both halves: maybe_open_extra may replace it */
+        s->dead = true;
+        imap_conn_close(&s->lconn);
+        imap_conn_close(&s->conn);
+        if (st == OIMAP_EAUTH || st == OIMAP_ECERT || st == OIMAP_ENOTLS)
+            s->a->reconnects = MAX_RECONNECTS;
+    } else {
+        pump(s);
+    }
+    maybe_open_extra(s->a);
+    account_maybe_done(s->a);
+}
+
+/* The slot's local connection is open; if not, it is being opened. */
+static bool local_ready(struct slot *s)
+{
+    if (s->lconn || s->lopening)
+        return s->lconn && !s->lopening;
+    struct acct *a = s->a;
+    s->lopening = true;
+    if (imap_conn_open(a->run->loop, a->licfg, &local_handlers, on_local_open, s, &s->lconn) < 0) {
+        s->lopening = false;
+        s->dead = true;
+        imap_conn_close(&s->conn);
+    }
+    return false;
+}
+
+static int start_imap_job(struct slot *s, struct fpair *p, const struct sync_folder_job *base)
+{
+    struct acct *a = s->a;
+    int r = p->lname ? 0
+                     : local_imap_name(p->local, a->ldelim, a->cfg->local->reference,
+                                       a->cfg->utf8foldernames, &p->lname);
+    if (r == OIMAP_ENAME)
+        log_error("Account %s: folder %s cannot be named on the local server (its delimiter is "
+                  "'%c')",
+                  a->cfg->name, p->local, a->ldelim ? a->ldelim : '-');
+    if (r < 0)
+        return r;
+    struct sync_imap_job job = {.base = *base, .near_conn = s->lconn, .near_name = p->lname};
+    job.base.hooks = NULL;
+    return sync_imap_folder(&job, on_folder_done, s);
+}
+
 static void pump(struct slot *s)
 {
     struct acct *a = s->a;
 
     while (!s->dead && s->conn && !s->busy && a->q_head < a->n_queue && !a->run->stopping) {
+        if (a->licfg && !local_ready(s))
+            return; /* on_local_open pumps again */
         size_t i = a->queue[a->q_head++];
         struct fpair *p = &a->pairs[i];
         struct sync_folder_job job;
@@ -496,7 +584,7 @@ static void pump(struct slot *s)
         LOG_DEBUG(LOGC_SYNC, "Account %s: folder %s <-> %s", a->cfg->name, p->remote, p->local);
         s->busy = true;
         s->pair = i;
-        int r = sync_folder(&job, on_folder_done, s);
+        int r = a->licfg ? start_imap_job(s, p, &job) : sync_folder(&job, on_folder_done, s);
         if (r < 0) {
             s->busy = false;
             p->done = p->failed = true;
@@ -512,6 +600,16 @@ static void pump_all(struct acct *a)
         if (a->slots[i].conn && !a->slots[i].opening)
             pump(&a->slots[i]);
     maybe_open_extra(a);
+}
+
+/* Open s's connection: with holdconnectionopen a held one may come back
+ * (then s->conn is set only when on_open runs), else a new one. */
+static int slot_open(struct slot *s, const struct imap_conn_handlers *h, imap_done_cb on_open)
+{
+    struct acct *a = s->a;
+    if (a->hold)
+        return conn_cache_open(a->run->opts->conns, a->cfg->name, a->icfg, h, on_open, s, &s->conn);
+    return imap_conn_open(a->run->loop, a->icfg, h, on_open, s, &s->conn);
 }
 
 static void on_extra_conn_error(struct imap_conn *c, int code, const char *msg, void *arg)
@@ -540,8 +638,8 @@ static const struct imap_conn_handlers slot_handlers = {.on_error = on_extra_con
 static void on_extra_open(struct imap_conn *c, int st, const struct imap_result *res, void *arg)
 {
     struct slot *s = arg;
-    (void)c;
     (void)res;
+    s->conn = c; /* a held connection is the slot's only from here (conn_cache.h) */
     s->opening = false;
     if (st < 0) {
         s->dead = true;
@@ -564,11 +662,13 @@ static void maybe_open_extra(struct acct *a)
     if (a->finishing || a->run->stopping)
         return;
     size_t want = (size_t)(a->cfg->remote->maxconnections > 0 ? a->cfg->remote->maxconnections : 1);
+    if (a->licfg && (size_t)a->cfg->local->maxconnections < want) /* the local server's limit */
+        want = a->cfg->local->maxconnections > 0 ? (size_t)a->cfg->local->maxconnections : 1;
     if (a->run->opts->single)
         want = 1;
     size_t waiting = a->n_queue - a->q_head, avail = 0;
     for (size_t i = 0; i < a->n_slots; i++)
-        if (a->slots[i].conn && !a->slots[i].dead && !a->slots[i].busy)
+        if ((a->slots[i].conn || a->slots[i].opening) && !a->slots[i].dead && !a->slots[i].busy)
             avail++;
     for (size_t i = 0; i < want && i < a->n_slots && waiting > avail; i++) {
         struct slot *s = &a->slots[i];
@@ -586,7 +686,7 @@ static void maybe_open_extra(struct acct *a)
         }
         s->a = a;
         s->opening = true;
-        if (imap_conn_open(a->run->loop, a->icfg, &slot_handlers, on_extra_open, s, &s->conn) < 0) {
+        if (slot_open(s, &slot_handlers, on_extra_open) < 0) {
             s->opening = false;
             s->dead = true;
             continue;
@@ -597,7 +697,8 @@ static void maybe_open_extra(struct acct *a)
 
 static void start_jobs(struct acct *a)
 {
-    for (size_t i = 0; i < a->n_pairs; i++)
+    /* (no check without a connection for an IMAP local side: sync_imap.h) */
+    for (size_t i = 0; !a->licfg && i < a->n_pairs; i++)
         for (size_t k = 0; k < a->n_rstat; k++)
             if (strcmp(a->rstat[k].name, a->pairs[i].remote) == 0) {
                 a->pairs[i].rs = a->rstat[k].rs;
@@ -796,6 +897,64 @@ static void on_list_status(struct imap_conn *c, const struct imap_status_entry *
     a->n_rstat++;
 }
 
+/* IMAP local repository: the folder pairs once both LISTs are in. */
+static void local_plan_folders(struct acct *a)
+{
+    if (a->rlisted && a->llisted && !a->finishing) {
+        plan_folders(a, a->llist);
+        repo_maildir_folder_list_free(&a->llist);
+    }
+}
+
+static void on_local_names(int st, struct repo_maildir_folder_list *list, char delim,
+                           const char *why, void *arg)
+{
+    struct acct *a = arg;
+    if (st < 0) {
+        acct_fail(a, "LIST on the local server failed: %s", why);
+        acct_finish(a);
+        return;
+    }
+    a->llist = list;
+    a->ldelim = delim;
+    a->llisted = true;
+    local_plan_folders(a);
+}
+
+static void on_local_first_open(struct imap_conn *c, int st, const struct imap_result *res,
+                                void *arg)
+{
+    struct slot *s = arg;
+    struct acct *a = s->a;
+    (void)res;
+    s->lopening = false;
+    if (st >= 0)
+        st = local_imap_list(c, a->cfg->local->reference, a->cfg->utf8foldernames, a->cfg->name,
+                             on_local_names, a);
+    if (st < 0) {
+        acct_fail(a, "local repository %s: %s", a->cfg->local->name,
+                  imap_conn_error(c) ? imap_conn_error(c) : err_str(st));
+        acct_finish(a);
+    }
+}
+
+/* IMAP local repository: its settings, and the first slot's local
+ * connection, which lists its folders while the remote one lists its own. */
+static int local_open(struct acct *a, char *err, size_t errlen)
+{
+    int r = imap_conn_config_new(a->cfg->local, &a->licfg, err, errlen);
+    if (r < 0)
+        return r;
+    struct slot *s = &a->slots[0];
+    s->lopening = true;
+    r = imap_conn_open(a->run->loop, a->licfg, &local_handlers, on_local_first_open, s, &s->lconn);
+    if (r < 0) {
+        s->lopening = false;
+        snprintf(err, errlen, "cannot connect to %s: %s", a->cfg->local->remotehost, err_str(r));
+    }
+    return r;
+}
+
 static void on_list_done(struct imap_conn *c, int st, const struct imap_result *res, void *arg)
 {
     struct acct *a = arg;
@@ -803,6 +962,11 @@ static void on_list_done(struct imap_conn *c, int st, const struct imap_result *
     if (st < 0) {
         acct_fail(a, "LIST failed: %s", res && res->text && *res->text ? res->text : err_str(st));
         acct_finish(a);
+        return;
+    }
+    if (a->licfg) {
+        a->rlisted = true;
+        local_plan_folders(a);
         return;
     }
     int r = repo_maildir_list(a->md, on_local_list, a);
@@ -830,6 +994,7 @@ static void on_first_open(struct imap_conn *c, int st, const struct imap_result 
     struct slot *s = arg;
     struct acct *a = s->a;
     (void)res;
+    s->conn = c; /* a held connection is the slot's only from here (conn_cache.h) */
     s->opening = false;
     if (st < 0) {
         if (!a->failed)
@@ -859,11 +1024,6 @@ static void acct_open(struct acct *a)
                   ac->remote->name);
         goto fail;
     }
-    if (ac->local->type != CONFIG_REPO_MAILDIR && ac->local->type != CONFIG_REPO_GMAILMAILDIR) {
-        acct_fail(a, "local repository %s: IMAP <-> IMAP sync is not available yet",
-                  ac->local->name);
-        goto fail;
-    }
     r = status_open(cfg->general.metadata, ac->name, dry, &a->status);
     if (r == OIMAP_ELOCKED) {
         acct_fail(a,
@@ -882,11 +1042,17 @@ static void acct_open(struct acct *a)
         .windows_compat = ac->maildir_windows_compatible,
         .no_create = dry,
     };
-    if ((r = repo_maildir_new(a->run->loop, &mo, &a->md)) < 0) {
+    if (ac->local->type != CONFIG_REPO_IMAP &&
+        (r = repo_maildir_new(a->run->loop, &mo, &a->md)) < 0) {
         acct_fail(a, "local repository %s: %s", ac->local->name, err_str(r));
         goto fail;
     }
-    if ((r = imap_conn_config_new(ac->remote, &a->icfg, err, sizeof err)) < 0) {
+    a->hold = a->run->opts->conns && ac->remote->holdconnectionopen;
+    if (a->hold)
+        r = conn_cache_config(a->run->opts->conns, ac->name, ac->remote, &a->icfg, err, sizeof err);
+    else
+        r = imap_conn_config_new(ac->remote, &a->icfg, err, sizeof err);
+    if (r < 0) {
         acct_fail(a, "%s", err[0] ? err : err_str(r));
         goto fail;
     }
@@ -901,10 +1067,14 @@ static void acct_open(struct acct *a)
     s->a = a;
     s->opening = true;
     log_event("connecting", ac->name, NULL);
-    r = imap_conn_open(a->run->loop, a->icfg, &first_handlers, on_first_open, s, &s->conn);
+    r = slot_open(s, &first_handlers, on_first_open);
     if (r < 0) {
         s->opening = false;
         acct_fail(a, "cannot connect to %s: %s", ac->remote->remotehost, err_str(r));
+        goto fail;
+    }
+    if (ac->local->type == CONFIG_REPO_IMAP && (r = local_open(a, err, sizeof err)) < 0) {
+        acct_fail(a, "local repository %s: %s", ac->local->name, err[0] ? err : err_str(r));
         goto fail;
     }
     return;
@@ -962,6 +1132,8 @@ static void acct_start(struct run *run, const struct config_account *cfg)
     }
     a->run = run;
     a->cfg = cfg;
+    a->next_in_run = run->accts;
+    run->accts = a;
     run->running++;
     clock_gettime(CLOCK_MONOTONIC, &a->start);
     log_event("acct", cfg->name, NULL);
@@ -984,8 +1156,11 @@ static void acct_free(struct acct *a)
     for (size_t i = 0; i < a->n_pairs; i++) {
         free(a->pairs[i].remote);
         free(a->pairs[i].local);
+        free(a->pairs[i].lname);
     }
     free(a->pairs);
+    imap_conn_config_free(&a->licfg);
+    repo_maildir_folder_list_free(&a->llist);
     for (size_t i = 0; i < a->n_rnames; i++)
         free(a->rnames[i]);
     free(a->rnames);
@@ -1000,7 +1175,13 @@ static void acct_free(struct acct *a)
     folder_trans_free(&a->rtrans);
     folder_trans_free(&a->ltrans);
     free(a->slots);
-    imap_conn_config_free(&a->icfg);
+    if (!a->hold) /* else the cache's (conn_cache_config) */
+        imap_conn_config_free(&a->icfg);
+    for (struct acct **p = &run->accts; *p; p = &(*p)->next_in_run)
+        if (*p == a) {
+            *p = a->next_in_run;
+            break;
+        }
     free(a);
     run->running--;
     run_next(run);
@@ -1037,18 +1218,56 @@ static void after_post_hook(struct acct *a)
     acct_free(a);
 }
 
+/* [mbnames] and newmail_hook (aftersync.h), then the postsynchook. */
+static void on_aftersync_done(void *arg)
+{
+    struct acct *a = arg;
+    run_hook(a, a->failed ? NULL : a->cfg->postsynchook, after_post_hook);
+}
+
+static void acct_aftersync(struct acct *a)
+{
+    const char **locals = calloc(a->n_pairs + 1, sizeof *locals);
+    size_t inbox_new = 0;
+    for (size_t i = 0; locals && i < a->n_pairs; i++) {
+        locals[i] = a->pairs[i].local;
+        if (strcmp(a->pairs[i].remote, "INBOX") == 0)
+            inbox_new += a->pairs[i].res.downloaded_unseen;
+    }
+    struct aftersync_info in = {
+        .loop = a->run->loop,
+        .cfg = a->run->cfg,
+        .acct = a->cfg,
+        .folders = locals,
+        .n_folders = locals ? a->n_pairs : 0,
+        .partial = a->run->opts->folders != NULL,
+        .dry_run = a->run->opts->dry_run,
+        .failed = a->failed || !locals,
+        .inbox_new = inbox_new,
+    };
+    int r = aftersync_run(&in, on_aftersync_done, a);
+    free(locals);
+    if (r != 0) /* nothing to do, or no memory for it */
+        on_aftersync_done(a);
+}
+
 static void acct_finish(struct acct *a)
 {
     if (a->finishing)
         return;
     a->finishing = true;
     for (size_t i = 0; i < a->n_slots; i++)
-        imap_conn_close(&a->slots[i].conn);
+        if (a->hold && !a->slots[i].dead)
+            conn_cache_release(a->run->opts->conns, a->cfg->name, &a->slots[i].conn);
+        else
+            imap_conn_close(&a->slots[i].conn);
+    for (size_t i = 0; i < a->n_slots; i++)
+        imap_conn_close(&a->slots[i].lconn);
     if (a->md)
         repo_maildir_free(&a->md);
     if (a->status)
         status_close(&a->status);
-    run_hook(a, a->failed ? NULL : a->cfg->postsynchook, after_post_hook);
+    acct_aftersync(a);
 }
 
 /* Start accounts while there is room; report the end once all are done. */
@@ -1100,6 +1319,115 @@ void account_run_stop(struct account_run *r)
 {
     struct run *run = (struct run *)r;
     run->stopping = true;
+}
+
+/* ---- SIGQUIT ----------------------------------------------------------------- */
+
+#define DUMP_MAX_DONE 20 /* folders done with changes listed one per line, at most */
+
+static const char *acct_stage(const struct acct *a)
+{
+    if (a->finishing)
+        return a->hook_running ? "running postsynchook" : "finishing";
+    if (a->hook_running)
+        return "running presynchook";
+    if (!a->n_slots)
+        return "opening the status store";
+    if (a->slots[0].opening)
+        return "connecting";
+    if (!a->pairs && !a->n_rnames)
+        return "listing folders";
+    return a->n_creating ? "creating folders on the server" : "syncing folders";
+}
+
+static void dump_slot(const struct acct *a, size_t i)
+{
+    const struct slot *s = &a->slots[i];
+    if (!s->conn) {
+        log_warn("  connection %zu: %s", i + 1,
+                 s->opening ? "being opened (a held one being checked)"
+                 : s->dead  ? "dead"
+                            : "not open");
+        return;
+    }
+    struct imap_conn_stats st;
+    imap_conn_get_stats(s->conn, &st);
+    log_warn("  connection %zu: %s, %s%s; %s%s; %u command(s) in flight%s%s, %u waiting, %zu "
+             "bytes queued",
+             i + 1, imap_conn_peer(s->conn), imap_conn_state_name(imap_conn_state(s->conn)),
+             s->dead ? " (dead)" : "", s->busy ? "syncing folder " : "no folder job",
+             s->busy ? a->pairs[s->pair].remote : "", st.in_flight, st.oldest[0] ? ", oldest " : "",
+             st.oldest, st.waiting, st.bytes_queued);
+    if (s->lconn) {
+        imap_conn_get_stats(s->lconn, &st);
+        log_warn("  connection %zu, local side: %s, %s; %u command(s) in flight%s%s, %u waiting, "
+                 "%zu bytes queued",
+                 i + 1, imap_conn_peer(s->lconn), imap_conn_state_name(imap_conn_state(s->lconn)),
+                 st.in_flight, st.oldest[0] ? ", oldest " : "", st.oldest, st.waiting,
+                 st.bytes_queued);
+    }
+}
+
+static bool in_queue(const struct acct *a, size_t pair)
+{
+    for (size_t k = a->q_head; k < a->n_queue; k++)
+        if (a->queue[k] == pair)
+            return true;
+    return false;
+}
+
+static void dump_pair(const struct acct *a, size_t i, size_t *listed_done)
+{
+    const struct fpair *p = &a->pairs[i];
+    const struct sync_result *r = &p->res;
+    if (p->done) {
+        bool changed = r->downloaded || r->uploaded || r->flags_far || r->flags_near ||
+                       r->deleted_far || r->deleted_near || r->held_back;
+        if (p->failed || (changed && (*listed_done)++ < DUMP_MAX_DONE))
+            log_warn("  folder %s: %s; %zu downloaded, %zu uploaded, flags %zu/%zu, deleted "
+                     "%zu/%zu (local/remote), %zu held back",
+                     p->remote, p->failed ? "failed" : "done", r->downloaded, r->uploaded,
+                     r->flags_near, r->flags_far, r->deleted_near, r->deleted_far, r->held_back);
+        return;
+    }
+    for (size_t k = 0; k < a->n_slots; k++)
+        if (a->slots[k].busy && a->slots[k].pair == i) {
+            log_warn("  folder %s: syncing on connection %zu", p->remote, k + 1);
+            return;
+        }
+    if (in_queue(a, i))
+        log_warn("  folder %s: waiting for a connection", p->remote);
+    else if (i < a->next_check)
+        log_warn("  folder %s: checking against the status store (no connection)", p->remote);
+}
+
+static void acct_dump(const struct acct *a)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    size_t done = 0, failed = 0, listed = 0;
+    for (size_t i = 0; i < a->n_pairs; i++) {
+        done += a->pairs[i].done;
+        failed += a->pairs[i].failed;
+    }
+    log_warn("  sync of Account %s: %s for %ld s%s; %zu folder(s): %zu done (%zu failed), %zu "
+             "checking, %zu waiting for a connection, %zu not started; %u reconnect(s)",
+             a->cfg->name, acct_stage(a), (long)(now.tv_sec - a->start.tv_sec),
+             a->run->stopping ? " (stopping)" : "", a->n_pairs, done, failed, a->n_checking,
+             a->n_queue - a->q_head, a->n_pairs - a->next_check, a->reconnects);
+    for (size_t i = 0; i < a->n_slots; i++)
+        dump_slot(a, i);
+    for (size_t i = 0; i < a->n_pairs; i++)
+        dump_pair(a, i, &listed);
+    if (listed > DUMP_MAX_DONE)
+        log_warn("  ... and %zu more folder(s) done with changes", listed - DUMP_MAX_DONE);
+}
+
+void account_run_dump(const struct account_run *r)
+{
+    const struct run *run = (const struct run *)r;
+    for (const struct acct *a = run->accts; a; a = a->next_in_run)
+        acct_dump(a);
 }
 
 static void on_all_done(int failures, void *arg)

@@ -60,7 +60,7 @@ void cli_usage(FILE *out)
           "      --dry-run      show what would be done, change nothing anywhere\n"
           "      --info         show the accounts and servers as configured, then exit\n"
           "  -u UI              quiet, basic, ttyui, machineui or syslog\n"
-          "  -s                 log to syslog\n"
+          "  -s                 log to syslog too\n"
           "  -l FILE            also log to FILE\n"
           "  -d TYPE[,TYPE...]  debug output: imap, maildir, sync, status, thread, ALL\n"
           "                     (credentials are always masked)\n"
@@ -73,7 +73,8 @@ void cli_usage(FILE *out)
           "                     offlineimap's maintenance options\n"
           "      --column[=...], --no-column\n"
           "                     accepted for compatibility, no effect\n"
-          "  -V, --version      show the version\n"
+          "      --version      show the version\n"
+          "  -V                 show the version and those of libuv, mbed TLS and LMDB\n"
           "  -h, --help         show this help\n"
           "\n"
           "Signals: USR1 sync now, USR2 finish and exit, TERM/INT/HUP stop cleanly.\n"
@@ -131,6 +132,8 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
             o->help = true;
             break;
         case 'V':
+            o->version_full = true; /* offlineimap: with its libraries' versions */
+            /* fall through */
         case OPT_VERSION:
             o->version = true;
             break;

@@ -20,6 +20,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "pyhelper.h"
 
 /* How far oimap supports an option.  Flip an entry to SUP_YES when the
  * feature lands. */
@@ -102,7 +103,7 @@ static const struct opt_desc opts[] = {
     G("maxsyncaccounts", T_INT, maxsyncaccounts, "1", SUP_YES, 0, 1, 1000),
     G("ui", T_STR, ui, "ttyui", SUP_YES, 0, 0, 0),
     G("ignore-readonly", T_BOOL, ignore_readonly, "no", SUP_YES, 0, 0, 0),
-    G("pythonfile", T_PATH, pythonfile, NULL, SUP_TODO, 0, 0, 0),
+    G("pythonfile", T_PATH, pythonfile, NULL, SUP_YES, 0, 0, 0),
     G("socktimeout", T_INT, socktimeout, "0", SUP_YES, 0, 0, 86400 * 365),
     G("fsync", T_BOOL, fsync, "yes", SUP_YES, 0, 0, 0),
     G("dry-run", T_BOOL, dry_run, "no", SUP_YES, 0, 0, 0),
@@ -111,16 +112,16 @@ static const struct opt_desc opts[] = {
     G("filename_use_mail_timestamp", T_BOOL, filename_use_mail_timestamp, "no", SUP_YES, 0, 0, 0),
     G("utime_from_header", T_BOOL, utime_from_header, "no", SUP_YES, 0, 0, 0),
 
-    M("enabled", T_BOOL, enabled, "no", SUP_TODO, 0, 0, 0),
-    M("filename", T_PATH, filename, "~/Mutt/muttrc.mailboxes", SUP_TODO, 0, 0, 0),
-    M("header", T_EXPR, header, "\"mailboxes \"", SUP_TODO, 0, 0, 0),
-    M("peritem", T_STR, peritem, "+%(accountname)s/%(foldername)s", SUP_TODO, F_NOINTERP, 0, 0),
-    M("sep", T_EXPR, sep, "\" \"", SUP_TODO, 0, 0, 0),
-    M("footer", T_EXPR, footer, "\"\\n\"", SUP_TODO, 0, 0, 0),
-    M("incremental", T_BOOL, incremental, "no", SUP_TODO, 0, 0, 0),
-    M("folderfilter", T_EXPR, folderfilter, NULL, SUP_TODO, 0, 0, 0),
+    M("enabled", T_BOOL, enabled, "no", SUP_YES, 0, 0, 0),
+    M("filename", T_PATH, filename, "~/Mutt/muttrc.mailboxes", SUP_YES, 0, 0, 0),
+    M("header", T_EXPR, header, "\"mailboxes \"", SUP_YES, 0, 0, 0),
+    M("peritem", T_STR, peritem, "+%(accountname)s/%(foldername)s", SUP_YES, F_NOINTERP, 0, 0),
+    M("sep", T_EXPR, sep, "\" \"", SUP_YES, 0, 0, 0),
+    M("footer", T_EXPR, footer, "\"\\n\"", SUP_YES, 0, 0, 0),
+    M("incremental", T_BOOL, incremental, "no", SUP_YES, 0, 0, 0),
+    M("folderfilter", T_EXPR, folderfilter, NULL, SUP_YES, 0, 0, 0),
     M("sort_keyfunc", T_EXPR, sort_keyfunc, "lambda d: (d['accountname'], d['foldername'])",
-      SUP_TODO, 0, 0, 0),
+      SUP_YES, 0, 0, 0),
 
     A("localrepository", T_STR, localrepository, NULL, SUP_YES, 0, 0, 0),
     A("remoterepository", T_STR, remoterepository, NULL, SUP_YES, 0, 0, 0),
@@ -132,9 +133,9 @@ static const struct opt_desc opts[] = {
     A("maxage", T_MAXAGE, maxage, NULL, SUP_YES, 0, 0, 0),
     A("maildir-windows-compatible", T_BOOL, maildir_windows_compatible, "no", SUP_YES, 0, 0, 0),
     A("deletion_guard", T_BOOL, deletion_guard, "yes", SUP_YES, 0, 0, 0),
-    A("synclabels", T_BOOL, synclabels, "no", SUP_TODO, 0, 0, 0),
-    A("labelsheader", T_STR, labelsheader, "X-Keywords", SUP_TODO, 0, 0, 0),
-    A("ignorelabels", T_LIST, ignorelabels, NULL, SUP_TODO, 0, 0, 0),
+    A("synclabels", T_BOOL, synclabels, "no", SUP_YES, 0, 0, 0),
+    A("labelsheader", T_STR, labelsheader, "X-Keywords", SUP_YES, 0, 0, 0),
+    A("ignorelabels", T_LIST, ignorelabels, NULL, SUP_YES, 0, 0, 0),
     A("filterheaders", T_LIST, filterheaders, NULL, SUP_TODO, 0, 0, 0),
     A("proxy", T_STR, proxy, NULL, SUP_TODO, 0, 0, 0),
     A("authproxy", T_STR, authproxy, NULL, SUP_TODO, 0, 0, 0),
@@ -161,13 +162,13 @@ static const struct opt_desc opts[] = {
       0),
 
     R("remotehost", T_STR, remotehost, NULL, "imap.gmail.com", SUP_YES, R_IMAP, 0, 0, 0),
-    R("remotehosteval", T_EXPR, remotehosteval, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
+    R("remotehosteval", T_EXPR, remotehosteval, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("remoteport", T_INT, remoteport, "0", NULL, SUP_YES, R_IMAP, 0, 1, 65535),
-    R("remoteporteval", T_EXPR, remoteporteval, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
+    R("remoteporteval", T_EXPR, remoteporteval, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("remoteuser", T_STR, remoteuser, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
-    R("remoteusereval", T_EXPR, remoteusereval, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
+    R("remoteusereval", T_EXPR, remoteusereval, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("remotepass", T_STR, remotepass, NULL, NULL, SUP_YES, R_IMAP, F_SECRET, 0, 0),
-    R("remotepasseval", T_EXPR, remotepasseval, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
+    R("remotepasseval", T_EXPR, remotepasseval, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("remotepassfile", T_PATH, remotepassfile, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("remotepasscmd", T_STR, remotepasscmd, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("remote_identity", T_STR, remote_identity, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
@@ -199,7 +200,7 @@ static const struct opt_desc opts[] = {
       0, 0, 0),
     R("oauth2_refresh_token_eval", T_EXPR, oauth2_refresh_token_eval, NULL, NULL, SUP_TODO, R_IMAP,
       0, 0, 0),
-    R("oauth2_access_token_eval", T_EXPR, oauth2_access_token_eval, NULL, NULL, SUP_TODO, R_IMAP, 0,
+    R("oauth2_access_token_eval", T_EXPR, oauth2_access_token_eval, NULL, NULL, SUP_YES, R_IMAP, 0,
       0, 0),
     R("preauthtunnel", T_STR, preauthtunnel, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
     R("transporttunnel", T_STR, transporttunnel, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
@@ -214,12 +215,12 @@ static const struct opt_desc opts[] = {
     R("keepalive", T_INT, keepalive, "0", NULL, SUP_YES, R_IMAP, 0, 0, 86400),
     R("expunge", T_BOOL, expunge, "yes", NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("subscribedonly", T_BOOL, subscribedonly, "no", NULL, SUP_TODO, R_IMAP, 0, 0, 0),
-    R("newmail_hook", T_EXPR, newmail_hook, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
+    R("newmail_hook", T_EXPR, newmail_hook, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("retrycount", T_INT, retrycount, "2", NULL, SUP_TODO, R_IMAP, 0, 0, 1000),
     R("copy_ignore_eval", T_EXPR, copy_ignore_eval, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
     R("socktimeout", T_INT, socktimeout, NULL, NULL, SUP_YES, R_IMAP, F_INHERIT, 0, 86400 * 365),
-    R("trashfolder", T_STR, trashfolder, NULL, "[Gmail]/Trash", SUP_TODO, R_GMAIL, 0, 0, 0),
-    R("spamfolder", T_STR, spamfolder, NULL, "[Gmail]/Spam", SUP_TODO, R_GMAIL, 0, 0, 0),
+    R("trashfolder", T_STR, trashfolder, NULL, "[Gmail]/Trash", SUP_YES, R_GMAIL, 0, 0, 0),
+    R("spamfolder", T_STR, spamfolder, NULL, "[Gmail]/Spam", SUP_YES, R_GMAIL, 0, 0, 0),
     {K_REPO, "realdelete", T_NONE, NOFIELD, NULL, NULL, SUP_RETIRED, R_ALL, 0, 0, 0},
 };
 
@@ -1018,6 +1019,24 @@ static void link_repo(struct ctx *c, struct config_account *a, const struct conf
                 name);
 }
 
+/* synclabels works between a Gmail remote and a GmailMaildir local
+ * repository only; offlineimap warns and syncs without labels otherwise. */
+static void check_synclabels(struct ctx *c, const struct config_account *a,
+                             const struct config_ini_sect *s)
+{
+    const struct config_ini_opt *o = config_ini_lookup(c->ini, s, "synclabels");
+    if (!a->synclabels || !o || !a->local || !a->remote ||
+        !c->repo_typed[a->local - c->cfg->repos] || !c->repo_typed[a->remote - c->cfg->repos])
+        return;
+    if (a->remote->type == CONFIG_REPO_GMAIL && a->local->type == CONFIG_REPO_GMAILMAILDIR)
+        return;
+    struct loc l = loc_of(s, o, c->ini);
+    diag_at(c, CONFIG_DIAG_WARN, &l,
+            "labels are synced between a remote repository of type Gmail and a local one of "
+            "type GmailMaildir only (here %s and %s): ignored",
+            repotype_names[a->remote->type], repotype_names[a->local->type]);
+}
+
 static void load_account(struct ctx *c, const char *name, const struct loc *listed)
 {
     struct config *cfg = c->cfg;
@@ -1043,6 +1062,158 @@ static void load_account(struct ctx *c, const char *name, const struct loc *list
     check_names(c, K_ACCOUNT, -1, s, a, false);
     link_repo(c, a, s, "localrepository", true);
     link_repo(c, a, s, "remoterepository", false);
+    check_synclabels(c, a, s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the *eval options (config_load only)
+ *
+ * offlineimap evaluates remotehosteval & co. with the pythonfile's names
+ * (no 're') when it connects; oimap evaluates them once, here, before
+ * anything is touched, and stores the results in the plain options they
+ * override (remotehost, remoteport, remoteuser, remotepass,
+ * oauth2_access_token), so the connection code reads one field.  Values
+ * come from pyeval when it can, else from the python3 helper (pyhelper.h),
+ * which this enables for the whole run (folderfilter, nametrans...). */
+
+/* "FILE:LINE: [section] option" of option opt as read by section s. */
+static void where_of(struct ctx *c, const struct config_ini_sect *s, const char *opt, char *buf,
+                     size_t len)
+{
+    const struct config_ini_opt *o = s ? config_ini_lookup(c->ini, s, opt) : NULL;
+    struct loc l = {.sect = s ? s->name : "general", .opt = opt, .line = s ? s->line : 1};
+    if (o)
+        l = loc_of(s, o, c->ini);
+    if (l.override)
+        snprintf(buf, len, "-k %s:%s", l.sect, l.opt);
+    else
+        snprintf(buf, len, "%s:%d: [%s] %s", c->ini->file, l.line, l.sect, l.opt);
+}
+
+/* Evaluate option opt of section s.  Returns 0 with its value in *v (valid
+ * until *x is freed), or <0 after reporting the error. */
+static int eval_expr(struct ctx *c, const struct config_ini_sect *s, const char *opt,
+                     const struct config_expr *e, struct pyexpr **x, struct pyval *v)
+{
+    char where[1024], err[1600];
+    where_of(c, s, opt, where, sizeof where);
+    int r = pyexpr_compile(e->text, where, false, err, sizeof err, x);
+    if (r == 0 && (r = pyexpr_eval(*x, v)) < 0)
+        snprintf(err, sizeof err, "%s", pyexpr_errmsg(*x));
+    if (r == -ENOMEM) {
+        c->oom = true;
+    } else if (r < 0) {
+        config_diag(CONFIG_DIAG_ERROR, "%s", err);
+        c->n_err++;
+    }
+    return r;
+}
+
+/* A string option's value: 0 with a malloc'd *out_r (NULL when the value is
+ * None and none_ok), or <0 after reporting.  A secret is registered with the
+ * log masker before anything else can print it, and never quoted. */
+static int eval_str(struct ctx *c, const struct config_ini_sect *s, const char *opt,
+                    const struct config_expr *e, bool secret, bool none_ok, char **out_r)
+{
+    struct pyexpr *x = NULL;
+    struct pyval v;
+    *out_r = NULL;
+    int r = eval_expr(c, s, opt, e, &x, &v);
+    if (r == 0 && !(v.type == PYV_NONE && none_ok)) {
+        const char *str = pyval_cstr(&v);
+        char where[1024];
+        if (str && strlen(str) == v.u.str.len && *str) {
+            if (secret)
+                log_add_secret(str);
+            if (!(*out_r = strdup(str))) {
+                c->oom = true;
+                r = -ENOMEM;
+            }
+        } else {
+            where_of(c, s, opt, where, sizeof where);
+            config_diag(CONFIG_DIAG_ERROR, "%s: gave %s, not a non-empty string", where,
+                        str ? "a string with a NUL byte or an empty string"
+                            : pyval_type_name(v.type));
+            c->n_err++;
+            r = OIMAP_ECONFIG;
+        }
+    }
+    pyexpr_free(&x);
+    return r;
+}
+
+static void eval_port(struct ctx *c, const struct config_ini_sect *s, struct config_repo *r)
+{
+    struct pyexpr *x = NULL;
+    struct pyval v;
+    if (eval_expr(c, s, "remoteporteval", &r->remoteporteval, &x, &v) == 0) {
+        if (v.type == PYV_INT && v.u.i >= 1 && v.u.i <= 65535) {
+            r->remoteport = (int)v.u.i;
+        } else {
+            char where[1024], got[64];
+            where_of(c, s, "remoteporteval", where, sizeof where);
+            pyval_repr(&v, got, sizeof got);
+            config_diag(CONFIG_DIAG_ERROR, "%s: gave %s, not a port number (1 to 65535)", where,
+                        got);
+            c->n_err++;
+        }
+    }
+    pyexpr_free(&x);
+}
+
+/* Replace a string field, wiping the old value (it may be a password). */
+static void replace_wiped(char **field, char *v)
+{
+    if (*field)
+        explicit_bzero(*field, strlen(*field));
+    free(*field);
+    *field = v;
+}
+
+static void eval_token(struct ctx *c, const struct config_ini_sect *s, struct config_repo *r)
+{
+    char *v;
+    const struct config_expr *e = &r->oauth2_access_token_eval;
+    if (eval_str(c, s, "oauth2_access_token_eval", e, true, true, &v) < 0 || !v)
+        return;
+    size_t n = strlen(v);
+    while (n && (v[n - 1] == '\n' || v[n - 1] == '\r'))
+        v[--n] = '\0'; /* offlineimap strips line ends */
+    log_add_secret(v);
+    replace_wiped(&r->oauth2_access_token, v);
+}
+
+static void eval_repo_exprs(struct ctx *c, struct config_repo *r)
+{
+    const struct config_ini_sect *s = config_ini_section(c->ini, r->section);
+    char *v;
+    if (r->remotehosteval.text &&
+        eval_str(c, s, "remotehosteval", &r->remotehosteval, false, false, &v) == 0)
+        replace_wiped(&r->remotehost, v);
+    if (r->remoteporteval.text)
+        eval_port(c, s, r);
+    if (r->remoteusereval.text &&
+        eval_str(c, s, "remoteusereval", &r->remoteusereval, false, false, &v) == 0)
+        replace_wiped(&r->remoteuser, v);
+    if (r->remotepasseval.text &&
+        eval_str(c, s, "remotepasseval", &r->remotepasseval, true, false, &v) == 0)
+        replace_wiped(&r->remotepass, v);
+    /* offlineimap: the token option first, then its _eval (None: none). */
+    if (r->oauth2_access_token_eval.text && !r->oauth2_access_token)
+        eval_token(c, s, r);
+}
+
+static void eval_exprs(struct ctx *c)
+{
+    char where[1024];
+    where_of(c, config_ini_section(c->ini, "general"), "pythonfile", where, sizeof where);
+    if (pyhelper_enable(c->cfg->general.pythonfile, where) < 0) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < c->cfg->n_repos && !c->oom; i++)
+        if (c->repo_typed[i] && ((1u << c->cfg->repos[i].type) & R_IMAP))
+            eval_repo_exprs(c, &c->cfg->repos[i]);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1108,6 +1279,8 @@ static void build(struct ctx *c)
     check_sections(c);
     type_section(c, K_GENERAL, -1, gs, &cfg->general);
     check_names(c, K_GENERAL, -1, gs, &cfg->general, false);
+    if (c->check_files && gs && cfg->general.pythonfile && *cfg->general.pythonfile)
+        check_readable_file(c, gs, "pythonfile", cfg->general.pythonfile);
     const struct config_ini_sect *ms = config_ini_section(c->ini, "mbnames");
     type_section(c, K_MBNAMES, -1, ms, &cfg->mbnames);
     /* A disabled [mbnames] is not used: its options need no warning. */
@@ -1188,13 +1361,15 @@ static void load_customflags(struct ctx *c)
     }
 }
 
+/* for_use: config_load(), for a run: files checked, *eval options
+ * evaluated. */
 static int load_buffer(const char *name, const char *buf, size_t len,
-                       const struct config_override *ov, size_t n_ov, bool check_files,
+                       const struct config_override *ov, size_t n_ov, bool for_use,
                        struct config **cfg_r)
 {
     *cfg_r = NULL;
     config_diag_reset();
-    struct ctx c = {.check_files = check_files};
+    struct ctx c = {.check_files = for_use};
     int rc = config_ini_parse(name, buf, len, &c.ini);
     if (rc < 0) {
         config_ini_free(&c.ini);
@@ -1213,6 +1388,8 @@ static int load_buffer(const char *name, const char *buf, size_t len,
         build(&c);
         load_customflags(&c);
     }
+    if (for_use && !c.oom && !c.n_err)
+        eval_exprs(&c);
     free(c.repo_typed);
     if (c.oom || c.n_err) {
         config_free(&c.cfg);
@@ -1373,9 +1550,9 @@ static void print_repo(FILE *out, const char *role, const struct config_repo *r)
                 r->remoteuser            ? r->remoteuser
                 : r->remoteusereval.text ? "(from remoteusereval)"
                                          : "(unset)");
-        const char *pw = r->remotepass            ? "********"
-                         : r->remotepasscmd       ? "(from remotepasscmd)"
+        const char *pw = r->remotepasscmd         ? "(from remotepasscmd)"
                          : r->remotepasseval.text ? "(from remotepasseval)"
+                         : r->remotepass          ? "********"
                          : r->remotepassfile      ? "(from remotepassfile)"
                                                   : "(unset: ~/.netrc or prompt)";
         fprintf(out, "    password: %s\n", pw);
@@ -1391,6 +1568,9 @@ static void print_repo(FILE *out, const char *role, const struct config_repo *r)
                 r->maxconnections, yes_no(r->expunge), yes_no(r->holdconnectionopen), r->keepalive);
         if (r->reference && *r->reference)
             fprintf(out, "    reference: %s\n", r->reference);
+        if (r->type == CONFIG_REPO_GMAIL)
+            fprintf(out, "    trashfolder: %s, spamfolder: %s\n", str_or(r->trashfolder, "(unset)"),
+                    str_or(r->spamfolder, "(unset)"));
         print_expr(out, "    idlefolders: ", &r->idlefolders);
     }
     fprintf(out, "    readonly: %s, createfolders: %s, sync_deletes: %s\n", yes_no(r->readonly),
@@ -1423,6 +1603,11 @@ void config_print_info(const struct config *cfg, FILE *out)
             fprintf(out, "  maxsize: %lld bytes\n", (long long)a->maxsize);
         if (a->maxage)
             fprintf(out, "  maxage: %s\n", a->maxage);
+        if (a->synclabels) {
+            fprintf(out, "  synclabels: yes, labelsheader: %s\n",
+                    str_or(a->labelsheader, "X-Keywords"));
+            print_list(out, "  ignorelabels: ", &a->ignorelabels);
+        }
         print_repo(out, "local", a->local);
         print_repo(out, "remote", a->remote);
     }

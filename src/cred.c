@@ -227,8 +227,9 @@ int cred_lookup(const struct config_repo *repo, const char *host, char **user_r,
     char *pass = NULL;
     int r;
 
-    /* offlineimap's order: remotepasseval (for which remotepasscmd stands
-     * in), remotepass, remotepassfile, then the netrc files. */
+    /* offlineimap's order: remotepasseval, remotepass, remotepassfile,
+     * then the netrc files; remotepasscmd (oimap's) comes first.
+     * remotepasseval's value is already in remotepass (config_load). */
     if (repo->remotepasscmd) {
         if ((r = cred_run_command(repo->remotepasscmd, &pass)) < 0) {
             log_error("[Repository %s] remotepasscmd: the command %s", repo->name,
@@ -266,8 +267,8 @@ int cred_lookup(const struct config_repo *repo, const char *host, char **user_r,
         return OIMAP_EAUTH;
     }
     if (!pass) {
-        log_error("[Repository %s]: no password for %s@%s: set remotepass, remotepassfile or "
-                  "remotepasscmd, or add it to ~/.netrc",
+        log_error("[Repository %s]: no password for %s@%s: set remotepass, remotepassfile, "
+                  "remotepasscmd or remotepasseval, or add it to ~/.netrc",
                   repo->name, user, host);
         free(user);
         return OIMAP_EAUTH;

@@ -1,6 +1,7 @@
 /* folder.c - folderfilter / nametrans / folderincludes through the evaluator.
  *
- * A thin layer over pyeval: it checks the shape offlineimap expects (a
+ * A thin layer over pyexpr (pyeval, or the python3 helper for what pyeval
+ * does not take): it checks the shape offlineimap expects (a
  * one-argument lambda for folderfilter and nametrans, a list of strings for
  * folderincludes) when the account starts, so a wrong config fails before
  * any folder is touched, and turns evaluation errors into a logged skip of
@@ -10,21 +11,21 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
-#include "pyeval.h"
+#include "pyhelper.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct folder_filter {
-    struct pyeval *e; /* NULL: names list or accept all */
+    struct pyexpr *e; /* NULL: names list or accept all */
     char **names;
     size_t n;
     bool all;
 };
 
 struct folder_trans {
-    struct pyeval *e; /* NULL: identity */
+    struct pyexpr *e; /* NULL: identity */
     bool identity;
 };
 
@@ -35,16 +36,17 @@ void folder_names_free(char **names, size_t n)
     free(names);
 }
 
-/* Compile text as a lambda of one argument for option. */
+/* Compile text as a function of one argument for option (offlineimap
+ * evaluates these with 're' in the namespace). */
 static int compile_lambda(const char *text, const char *where, const char *example,
-                          struct pyeval **e_r)
+                          struct pyexpr **e_r)
 {
-    int r = pyeval_compile(text, where, NULL, 0, e_r);
+    int r = pyexpr_compile(text, where, true, NULL, 0, e_r);
     if (r < 0)
         return r;
-    if (pyeval_nparams(*e_r) != 1) {
+    if (!pyexpr_accepts(*e_r, 1)) {
         log_error("%s: expected a function of one folder name, like %s", where, example);
-        pyeval_free(e_r);
+        pyexpr_free(e_r);
         return OIMAP_ECONFIG;
     }
     return 0;
@@ -104,8 +106,8 @@ bool folder_filter_match(const struct folder_filter *f, const char *name)
         return false;
     }
     struct pyval v;
-    if (pyeval_call1(f->e, name, &v) < 0) {
-        log_error("%s (folder '%s' is skipped)", pyeval_errmsg(f->e), name);
+    if (pyexpr_call1(f->e, name, &v) < 0) {
+        log_error("%s (folder '%s' is skipped)", pyexpr_errmsg(f->e), name);
         return false;
     }
     return pyval_truthy(&v);
@@ -117,7 +119,7 @@ void folder_filter_free(struct folder_filter **fp)
     if (!f)
         return;
     folder_names_free(f->names, f->n);
-    pyeval_free(&f->e);
+    pyexpr_free(&f->e);
     free(f);
     *fp = NULL;
 }
@@ -136,7 +138,7 @@ int folder_trans_new(const struct config_expr *e, const char *where, struct fold
             free(t);
             return r;
         }
-        t->identity = pyeval_is_identity(t->e);
+        t->identity = pyexpr_is_identity(t->e);
     }
     *t_r = t;
     return 0;
@@ -152,8 +154,8 @@ char *folder_trans_apply(const struct folder_trans *t, const char *name)
     if (t->identity)
         return strdup(name);
     struct pyval v;
-    if (pyeval_call1(t->e, name, &v) < 0) {
-        log_error("%s (folder '%s' is skipped)", pyeval_errmsg(t->e), name);
+    if (pyexpr_call1(t->e, name, &v) < 0) {
+        log_error("%s (folder '%s' is skipped)", pyexpr_errmsg(t->e), name);
         return NULL;
     }
     const char *s = pyval_cstr(&v);
@@ -162,7 +164,7 @@ char *folder_trans_apply(const struct folder_trans *t, const char *name)
         pyval_repr(&v, got, sizeof got);
         log_error("%s: nametrans gave %s for folder '%s', not a folder name (the folder is "
                   "skipped)",
-                  pyeval_where(t->e), got, name);
+                  pyexpr_where(t->e), got, name);
         return NULL;
     }
     return strdup(s);
@@ -173,7 +175,7 @@ void folder_trans_free(struct folder_trans **tp)
     struct folder_trans *t = *tp;
     if (!t)
         return;
-    pyeval_free(&t->e);
+    pyexpr_free(&t->e);
     free(t);
     *tp = NULL;
 }
@@ -182,15 +184,15 @@ static int parse_list(const char *text, const char *where, char ***names_r)
 {
     *names_r = NULL;
     char err[512];
-    struct pyeval *e;
-    int r = pyeval_compile(text, where ? where : "list", where ? NULL : err, sizeof err, &e);
+    struct pyexpr *e;
+    int r = pyexpr_compile(text, where ? where : "list", true, where ? NULL : err, sizeof err, &e);
     if (r < 0)
         return r == -ENOMEM ? r : OIMAP_ECONFIG;
     struct pyval v;
-    if ((r = pyeval_eval(e, &v)) < 0) {
+    if ((r = pyexpr_eval(e, &v)) < 0) {
         if (where)
-            log_error("%s", pyeval_errmsg(e));
-        pyeval_free(&e);
+            log_error("%s", pyexpr_errmsg(e));
+        pyexpr_free(&e);
         return r == -ENOMEM ? r : OIMAP_ECONFIG;
     }
     r = OIMAP_ECONFIG;
@@ -220,7 +222,7 @@ bad:
     if (where)
         log_error("%s: expected a list of folder names, like ['Archive', 'Lists/dev']", where);
 out:
-    pyeval_free(&e);
+    pyexpr_free(&e);
     return r;
 }
 

@@ -1475,12 +1475,11 @@ static int on_list(struct imap_conn *c, const struct imap_response *r)
     return 0;
 }
 
-/* * STATUS name (ITEM n ...) during a LIST-STATUS. */
-static int on_status_data(struct imap_conn *c, const struct imap_response *r)
+/* * STATUS name (ITEM n ...): during a LIST-STATUS, or a NOTIFY
+ * notification (to the handlers), decoded for cb. */
+static int on_status_data(struct imap_conn *c, const struct imap_response *r, imap_status_cb cb,
+                          void *arg)
 {
-    struct cmd *cmd = find_kind(c, K_LIST);
-    if (!cmd || !cmd->u.list.status_cb)
-        return 0;
     const struct imap_token *nm = r->tokens, *items = imap_tok_next(nm);
     if (!nm || !nm->str || !items || items->kind != IMAP_TOK_LIST) {
         conn_fail(c, OIMAP_EPROTO, "%s: malformed STATUS response", peer(c));
@@ -1537,7 +1536,7 @@ static int on_status_data(struct imap_conn *c, const struct imap_response *r)
     } else {
         e.name = raw;
     }
-    cmd->u.list.status_cb(c, &e, cmd->arg);
+    cb(c, &e, arg);
     free(dec);
     free(raw);
     return 0;
@@ -1612,6 +1611,8 @@ static int on_untagged(struct imap_conn *c, const struct imap_response *r)
         if (r->status == IMAP_STATUS_NO || r->status == IMAP_STATUS_BAD)
             log_warn("%s: server says: %.*s", peer(c), (int)r->text_len, r->text);
         apply_code(c, &r->code);
+        if (r->code.id == IMAP_CODE_OTHER && c->h && c->h->on_notice)
+            c->h->on_notice(c, r, c->arg);
         return 0;
     }
     struct imap_folder_info *fi = folder_target(c);
@@ -1668,16 +1669,20 @@ static int on_untagged(struct imap_conn *c, const struct imap_response *r)
     case IMAP_DATA_LIST:
     case IMAP_DATA_LSUB:
         return on_list(c, r);
-    case IMAP_DATA_STATUS:
-        if (find_kind(c, K_LIST))
-            return on_status_data(c, r);
+    case IMAP_DATA_STATUS: {
+        struct cmd *lc = find_kind(c, K_LIST);
+        if (lc)
+            return lc->u.list.status_cb ? on_status_data(c, r, lc->u.list.status_cb, lc->arg) : 0;
         for (struct cmd *i = c->head; i; i = i->next)
             if (i->kind == K_GENERIC && i->started && i->u.gen.cb &&
                 strcasecmp(i->u.gen.kw, "STATUS") == 0) {
                 i->u.gen.cb(c, r, i->arg);
-                break;
+                return 0;
             }
+        if (c->h && c->h->on_status) /* NOTIFY (RFC 5465) */
+            return on_status_data(c, r, c->h->on_status, c->arg);
         break;
+    }
     case IMAP_DATA_SEARCH: {
         struct cmd *cmd = find_kind(c, K_SEARCH);
         for (const struct imap_token *t = r->tokens; cmd && t; t = imap_tok_next(t)) {
@@ -1982,6 +1987,12 @@ const char *imap_conn_tls_info(const struct imap_conn *c)
     return c && c->s && net_is_tls(c->s) ? net_tls_info(c->s) : NULL;
 }
 
+void imap_conn_set_handlers(struct imap_conn *c, const struct imap_conn_handlers *h, void *arg)
+{
+    c->h = h;
+    c->arg = arg;
+}
+
 const char *imap_conn_error(const struct imap_conn *c)
 {
     return c && c->failed ? c->errmsg : NULL;
@@ -1990,6 +2001,38 @@ const char *imap_conn_error(const struct imap_conn *c)
 const struct imap_folder_info *imap_conn_folder(const struct imap_conn *c)
 {
     return c && (c->state == IMAP_CONN_SELECTED || c->state == IMAP_CONN_IDLE) ? &c->folder : NULL;
+}
+
+/* The command's name: the words after the tag, "UID FETCH" or "SELECT". */
+static void cmd_name(const struct cmd *cmd, char *out, size_t cap)
+{
+    const char *p = cmd->buf ? strchr(cmd->buf, ' ') : NULL;
+    size_t n = 0;
+    out[0] = '\0';
+    if (!p)
+        return;
+    p++;
+    bool uid = strncasecmp(p, "UID ", 4) == 0;
+    for (size_t words = 0; p[n] && p[n] != '\r' && n + 1 < cap; n++)
+        if (p[n] == ' ' && ++words == (uid ? 2u : 1u))
+            break;
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+void imap_conn_get_stats(const struct imap_conn *c, struct imap_conn_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    for (const struct cmd *i = c->head; i; i = i->next) {
+        if (!i->started) {
+            st->waiting++;
+            continue;
+        }
+        if (!st->oldest[0])
+            cmd_name(i, st->oldest, sizeof st->oldest);
+    }
+    st->in_flight = c->in_flight;
+    st->bytes_queued = c->s ? net_write_queued(c->s) : 0;
 }
 
 /* ---- commands ------------------------------------------------------------ */

@@ -26,6 +26,7 @@ static struct {
     unsigned cats;
     FILE *file;
     bool syslog_open;
+    bool also_syslog;    /* -s */
     bool tty;            /* stderr is a terminal: ttyui may draw progress */
     bool progress_shown; /* a progress line is on screen and must be erased */
     char *secrets[LOG_MAX_SECRETS];
@@ -130,6 +131,7 @@ void log_close(void)
     if (g_log.syslog_open) {
         closelog();
         g_log.syslog_open = false;
+        g_log.also_syslog = false;
     }
     for (size_t i = 0; i < g_log.n_secrets; i++) {
         /* Wipe before freeing: secrets should not linger in freed heap. */
@@ -137,6 +139,15 @@ void log_close(void)
         free(g_log.secrets[i]);
     }
     g_log.n_secrets = 0;
+}
+
+void log_also_syslog(bool on)
+{
+    if (on && !g_log.syslog_open) {
+        openlog("oimap", LOG_PID, LOG_MAIL);
+        g_log.syslog_open = true;
+    }
+    g_log.also_syslog = on;
 }
 
 enum log_ui log_current_ui(void)
@@ -231,9 +242,15 @@ static const char *const level_prefix[] = {
     [LOGL_DEBUG] = "",
 };
 
+static const int syslog_prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+
 static void emit(enum log_level lvl, const char *line)
 {
     to_file(level_prefix[lvl], line);
+    /* -s copies what the front end shows (quiet: errors and warnings). */
+    if (g_log.also_syslog && g_log.ui != LOG_UI_SYSLOG &&
+        (g_log.ui != LOG_UI_QUIET || lvl != LOGL_INFO))
+        syslog(syslog_prio[lvl], "%s", line);
     switch (g_log.ui) {
     case LOG_UI_QUIET:
         if (lvl == LOGL_ERROR || lvl == LOGL_DEBUG)
@@ -249,11 +266,9 @@ static void emit(enum log_level lvl, const char *line)
         emit_machine(sev[lvl], lvl == LOGL_INFO ? "_display" : "", "main", line);
         break;
     }
-    case LOG_UI_SYSLOG: {
-        static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
-        syslog(prio[lvl], "%s", line);
+    case LOG_UI_SYSLOG:
+        syslog(syslog_prio[lvl], "%s", line);
         break;
-    }
     }
 }
 

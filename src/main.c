@@ -6,14 +6,18 @@
  */
 #include "build_config.h"
 #include "account.h"
+#include "aftersync.h"
 #include "cli.h"
 #include "config.h"
+#include "delfolder.h"
 #include "err.h"
 #include "info.h"
 #include "log.h"
 #include "scheduler.h"
 
 #include <errno.h>
+#include <lmdb.h>
+#include <mbedtls/version.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,11 +68,24 @@ static enum log_ui pick_ui(const struct cli_opts *o, const struct config *cfg)
                      cfg->general.ui);
         free(list);
     }
-    if (o->syslog)
-        ui = LOG_UI_SYSLOG;
     if (note)
         log_info("%s", note);
     return ui;
+}
+
+/* -V: offlineimap prints its version with those of what it runs on. */
+static void print_version_full(void)
+{
+    char tls[32] = "";
+#if defined(MBEDTLS_VERSION_C)
+    mbedtls_version_get_string(tls);
+#else
+    snprintf(tls, sizeof tls, "%s", MBEDTLS_VERSION_STRING);
+#endif
+    int maj = 0, min = 0, patch = 0;
+    mdb_version(&maj, &min, &patch);
+    printf("oimap %s, libuv %s, mbed TLS %s, LMDB %d.%d.%d\n", OIMAP_VERSION, uv_version_string(),
+           tls, maj, min, patch);
 }
 
 int main(int argc, char **argv)
@@ -90,7 +107,10 @@ int main(int argc, char **argv)
         goto out;
     }
     if (opts.version) {
-        printf("oimap %s\n", OIMAP_VERSION);
+        if (opts.version_full)
+            print_version_full();
+        else
+            printf("oimap %s\n", OIMAP_VERSION);
         status = 0;
         goto out;
     }
@@ -112,6 +132,9 @@ int main(int argc, char **argv)
         goto out; /* config_load named file, line and option */
 
     log_init(opts.info ? LOG_UI_BASIC : pick_ui(&opts, cfg), NULL, opts.debug_cats);
+    /* -s: syslog besides the interface, as offlineimap adds a handler. */
+    if (opts.syslog)
+        log_also_syslog(true);
 
     /* Maildir durability runs as concurrent fsyncs in the threadpool; libuv's
      * default of 4 threads caps that concurrency (the user's setting wins). */
@@ -124,8 +147,26 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    bool dry_run = opts.dry_run || cfg->general.dry_run;
+    if (opts.mbnames_prune) {
+        r = aftersync_mbnames_prune(cfg, dry_run);
+        status = r == 0 ? 0 : r == OIMAP_ECONFIG ? EXIT_USAGE : EXIT_SYNC_FAILED;
+        goto out;
+    }
+    if (opts.delete_folder) {
+        r = delfolder_run(loop, cfg, opts.delete_folder, dry_run);
+        status = r == 0                                    ? 0
+                 : r == OIMAP_ECONFIG || r == OIMAP_EUSAGE ? EXIT_USAGE
+                                                           : EXIT_SYNC_FAILED;
+        goto out;
+    }
+    if (aftersync_check_config(cfg) < 0) {
+        status = EXIT_USAGE;
+        goto out;
+    }
+
     struct account_run_opts ro = {
-        .dry_run = opts.dry_run || cfg->general.dry_run,
+        .dry_run = dry_run,
         .quick = opts.quick,
         .single = opts.single || opts.profile_dir != NULL,
         .folders = opts.folders,
@@ -137,6 +178,9 @@ int main(int argc, char **argv)
     else
         r = account_run_all(loop, cfg, &ro);
     status = r == 0 ? 0 : r == OIMAP_ECONFIG ? EXIT_USAGE : EXIT_SYNC_FAILED;
+    /* [mbnames] with incremental = no: once every account is done. */
+    if (aftersync_finish(cfg, dry_run) < 0 && status == 0)
+        status = EXIT_SYNC_FAILED;
 
 out:
     uv_loop_close(uv_default_loop());

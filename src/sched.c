@@ -11,6 +11,7 @@
 #include "scheduler.h"
 #include "account.h"
 #include "config.h"
+#include "conn_cache.h"
 #include "err.h"
 #include "folder.h"
 #include "idle.h"
@@ -57,7 +58,7 @@ struct sacct {
     struct imap_conn_config *icfg; /* for the IDLE connections */
     char **idle_names;
     size_t n_idle;
-    struct idle_watch **watch;
+    struct idle_watch *watch; /* all of idle_names (idle.h: NOTIFY or one IDLE each) */
 };
 
 struct sched {
@@ -77,7 +78,8 @@ struct sched {
     int tfd;
     uv_poll_t clock_poll;
     bool clock_poll_on;
-    int64_t sleep_ref; /* CLOCK_BOOTTIME - CLOCK_MONOTONIC when last checked */
+    int64_t sleep_ref;        /* CLOCK_BOOTTIME - CLOCK_MONOTONIC when last checked */
+    struct conn_cache *conns; /* holdconnectionopen (conn_cache.h) */
 };
 
 static void kick(struct sched *s);
@@ -165,10 +167,7 @@ static bool acct_busy_later(const struct sacct *a)
     if (a->running || a->want_full || a->n_want || uv_is_active((uv_handle_t *)&a->refresh) ||
         uv_is_active((uv_handle_t *)&a->debounce))
         return true;
-    for (size_t i = 0; i < a->n_idle; i++)
-        if (a->watch && a->watch[i] && !idle_watch_stopped(a->watch[i]))
-            return true;
-    return false;
+    return a->watch && !idle_watch_stopped(a->watch);
 }
 
 /* ---- syncs ------------------------------------------------------------------ */
@@ -233,6 +232,7 @@ static void start_run(struct sacct *a)
         a->want_full = false;
     } else {
         ro.folders = a->run_folders;
+        ro.idle = true; /* only IDLE asks for some folders */
         LOG_DEBUG(LOGC_SYNC, "Account %s: syncing folders %s (IDLE)", a->cfg->name, a->run_folders);
     }
     want_clear(a); /* a full sync covers them too */
@@ -313,18 +313,19 @@ static void request_folder(struct sacct *a, const char *folder)
 
 /* ---- IDLE ------------------------------------------------------------------- */
 
-static void on_idle_event(struct idle_watch *w, enum idle_event ev, void *arg)
+static void on_idle_event(struct idle_watch *w, enum idle_event ev, const char *folder, void *arg)
 {
     struct sacct *a = arg;
     struct sched *s = a->s;
 
+    (void)w;
     check_clock(s);
     if (s->mode != M_RUN)
         return;
     switch (ev) {
     case IDLE_EV_UP:
     case IDLE_EV_CHANGED:
-        request_folder(a, idle_watch_folder(w));
+        request_folder(a, folder);
         break;
     case IDLE_EV_GAVE_UP:
         update_status(s);
@@ -338,33 +339,23 @@ static void start_watchers(struct sacct *a)
     const struct config_repo *r = a->cfg->remote;
     if (!a->n_idle || !a->icfg)
         return;
-    a->watch = calloc(a->n_idle, sizeof *a->watch);
-    if (!a->watch) {
+    struct idle_watch_opts o = {
+        .account = a->cfg->name,
+        .folders = (const char *const *)a->idle_names,
+        .n_folders = a->n_idle,
+        .refresh_s = r->keepalive > 0 ? (unsigned)r->keepalive : 0,
+        .socktimeout_s = r->socktimeout > 0 ? (unsigned)r->socktimeout : 0,
+    };
+    if (idle_watch_new(a->s->loop, a->icfg, &o, on_idle_event, a, &a->watch) < 0) {
         log_error("Account %s: out of memory: IDLE not started", a->cfg->name);
         return;
-    }
-    for (size_t i = 0; i < a->n_idle; i++) {
-        struct idle_watch_opts o = {
-            .account = a->cfg->name,
-            .folder = a->idle_names[i],
-            .refresh_s = r->keepalive > 0 ? (unsigned)r->keepalive : 0,
-            .socktimeout_s = r->socktimeout > 0 ? (unsigned)r->socktimeout : 0,
-        };
-        if (idle_watch_new(a->s->loop, a->icfg, &o, on_idle_event, a, &a->watch[i]) < 0)
-            log_error("Account %s: out of memory: IDLE on %s not started", a->cfg->name,
-                      a->idle_names[i]);
     }
     log_info("Account %s: watching %zu folder(s) with IDLE", a->cfg->name, a->n_idle);
 }
 
 static void stop_watchers(struct sacct *a)
 {
-    if (!a->watch)
-        return;
-    for (size_t i = 0; i < a->n_idle; i++)
-        idle_watch_free(&a->watch[i]);
-    free(a->watch);
-    a->watch = NULL;
+    idle_watch_free(&a->watch);
 }
 
 /* ---- suspend / resume --------------------------------------------------- */
@@ -373,12 +364,12 @@ static void on_resume(struct sched *s, int64_t slept_ns)
 {
     log_info("The system was asleep for %" PRId64 " s: reconnecting and syncing",
              (int64_t)(slept_ns / 1000000000LL));
+    conn_cache_drop_all(s->conns); /* held connections did not survive the sleep either */
     if (s->mode != M_RUN)
         return;
     for (size_t i = 0; i < s->n; i++) {
         struct sacct *a = &s->accts[i];
-        for (size_t k = 0; a->watch && k < a->n_idle; k++)
-            idle_watch_kick(a->watch[k]); /* reconnecting syncs the folder */
+        idle_watch_kick(a->watch); /* reconnecting syncs the folders */
         if (a->refresh_ms && a->first_done)
             request_full(a);
     }
@@ -464,8 +455,7 @@ static void update_status(struct sched *s)
             uint64_t d = uv_timer_get_due_in(&a->refresh);
             next = d < next ? d : next;
         }
-        for (size_t k = 0; a->watch && k < a->n_idle; k++)
-            watching += a->watch[k] && !idle_watch_stopped(a->watch[k]);
+        watching += a->watch ? idle_watch_count(a->watch) : 0;
     }
     len = (size_t)snprintf(buf, sizeof buf, "idle");
     if (next != UINT64_MAX) {
@@ -520,6 +510,7 @@ static void finish(struct sched *s)
         uv_close((uv_handle_t *)&a->refresh, NULL);
         uv_close((uv_handle_t *)&a->debounce, NULL);
     }
+    conn_cache_free(&s->conns);
 }
 
 static void maybe_finish(struct sched *s)
@@ -576,10 +567,15 @@ static void dump_state(struct sched *s)
                  a->n_idle);
         for (size_t k = 0; k < a->n_want; k++)
             log_warn("  wanted folder: %s", a->want[k]);
-        for (size_t k = 0; a->watch && k < a->n_idle; k++)
-            if (a->watch[k])
-                idle_watch_dump(a->watch[k]);
+        if (a->running && a->run)
+            account_run_dump(a->run);
+        if (a->watch)
+            idle_watch_dump(a->watch);
     }
+    if (conn_cache_held(s->conns))
+        log_warn("%zu connection(s) held open between syncs (holdconnectionopen):",
+                 conn_cache_held(s->conns));
+    conn_cache_dump(s->conns);
     log_warn("SIGQUIT: aborting for a core dump");
 }
 
@@ -715,11 +711,17 @@ int sched_run(uv_loop_t *loop, const struct config *cfg, const struct account_ru
     s->cfg = cfg;
     s->base = *opts;
     s->tfd = -1;
+    if (conn_cache_new(loop, &s->conns) < 0) {
+        free(s);
+        return -ENOMEM;
+    }
+    s->base.conns = s->conns;
     s->max_running =
         opts->single || cfg->general.maxsyncaccounts < 1 ? 1 : (size_t)cfg->general.maxsyncaccounts;
     s->n = cfg->n_accounts;
     s->accts = calloc(s->n ? s->n : 1, sizeof *s->accts);
     if (!s->accts) {
+        conn_cache_free(&s->conns);
         free(s);
         return -ENOMEM;
     }
@@ -731,6 +733,7 @@ int sched_run(uv_loop_t *loop, const struct config *cfg, const struct account_ru
             uv_close((uv_handle_t *)&s->accts[i].refresh, NULL);
             uv_close((uv_handle_t *)&s->accts[i].debounce, NULL);
         }
+        conn_cache_free(&s->conns);
         uv_run(loop, UV_RUN_DEFAULT);
         goto out;
     }

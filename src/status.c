@@ -38,8 +38,9 @@
 #define FOLDER_HDR 60
 #define INTENT_HDR 44
 
-enum { DB_META, DB_FNAMES, DB_FOLDERS, DB_MSGS, DB_LUIDS, DB_INTENTS, DB_N };
-static const char *const db_names[DB_N] = {"meta", "fnames", "folders", "msgs", "luids", "intents"};
+enum { DB_META, DB_FNAMES, DB_FOLDERS, DB_MSGS, DB_LUIDS, DB_INTENTS, DB_LABELS, DB_N };
+static const char *const db_names[DB_N] = {"meta",  "fnames",  "folders", "msgs",
+                                           "luids", "intents", "labels"};
 
 struct status {
     char *envdir;   /* .../Account-<name>/status.lmdb */
@@ -51,6 +52,7 @@ struct status {
     struct status_txn *wtxn;
     int lockfd;
     bool readonly;
+    bool no_labels; /* a read-only view of a store written before the labels table */
     size_t mapsize;
 };
 
@@ -107,9 +109,8 @@ static int map_err(int rc)
         return 0;
     if (rc == MDB_NOTFOUND)
         return -ENOENT;
-    if (rc > 0)
-        return -rc; /* LMDB passes errno values through */
-    return OIMAP_ESTATUS;
+    int e = -rc; /* LMDB passes errno values (> 0) through; its own codes are < 0 */
+    return e < 0 ? e : OIMAP_ESTATUS;
 }
 
 static int lmdb_fail(const char *path, const char *what, int rc)
@@ -242,6 +243,25 @@ static int take_lock(struct status *st, const char *account)
 
 /* --- environment set-up ---------------------------------------------------- */
 
+/* Version 2 only added a key form (near-only half records, see msg_key_near)
+ * that version 1 never wrote: a version 1 store is a valid version 2 store,
+ * so migrating it is writing the new number, in the transaction that opens
+ * the tables (a kill -9 leaves it at 1 or at 2, both fine).  The number goes
+ * up so that an older oimap refuses the store instead of calling those keys
+ * corrupt. */
+static int migrate_schema(struct status *st, MDB_txn *txn, uint32_t from)
+{
+    unsigned char b[4];
+    put32(b, STATUS_SCHEMA_VERSION);
+    MDB_val k = {6, "schema"}, v = {4, b};
+    int rc = mdb_put(txn, st->dbi[DB_META], &k, &v, 0);
+    if (rc)
+        return lmdb_fail(st->envdir, "write schema version", rc);
+    log_info("status store %s: schema version %" PRIu32 " migrated to %u", st->envdir, from,
+             STATUS_SCHEMA_VERSION);
+    return 0;
+}
+
 static int check_schema(struct status *st, MDB_txn *txn, bool create)
 {
     MDB_val k = {6, "schema"}, v;
@@ -274,7 +294,9 @@ static int check_schema(struct status *st, MDB_txn *txn, bool create)
     }
     if (ver < 1)
         return corrupt(st, "schema version 0");
-    /* Version 1 is the first; migrations of older versions go here. */
+    if (ver < STATUS_SCHEMA_VERSION && create)
+        return migrate_schema(st, txn, ver);
+    /* Read-only: a version 1 store reads as version 2 (see migrate_schema). */
     return 0;
 }
 
@@ -286,6 +308,10 @@ static int open_dbs(struct status *st, bool create)
         return lmdb_fail(st->envdir, "begin", rc);
     for (int i = 0; i < DB_N; i++) {
         rc = mdb_dbi_open(txn, db_names[i], create ? MDB_CREATE : 0, &st->dbi[i]);
+        if (rc == MDB_NOTFOUND && !create && i == DB_LABELS) {
+            st->no_labels = true; /* added later than the others: no labels yet */
+            continue;
+        }
         if (rc == MDB_NOTFOUND && !create) {
             mdb_txn_abort(txn);
             return 1; /* an environment without our tables: an empty view */
@@ -526,6 +552,26 @@ static void msg_key(unsigned char *k, uint32_t folder, uint32_t uid)
     put32(k + 4, uid);
 }
 
+/* The meta key of a folder's keyword names: "kw" u32 folder. */
+static void kw_key(unsigned char *k, uint32_t folder)
+{
+    k[0] = 'k';
+    k[1] = 'w';
+    put32(k + 2, folder);
+}
+
+/* A near-only half record (remote uid 0, IMAP<->IMAP) has no remote uid to
+ * be keyed by: its key is {folder, 0, local uid}.  12 bytes, so it can never
+ * be mistaken for a remote uid's 8-byte key; it sorts before every remote
+ * uid of its folder. */
+#define MSG_KEY_NEAR 12
+static void msg_key_near(unsigned char *k, uint32_t folder, uint32_t luid)
+{
+    put32(k, folder);
+    put32(k + 4, 0);
+    put32(k + 8, luid);
+}
+
 static void msg_encode(unsigned char *v, const struct status_msg *m)
 {
     memset(v, 0, MSG_VAL_LEN);
@@ -538,11 +584,15 @@ static void msg_encode(unsigned char *v, const struct status_msg *m)
 static int msg_decode(const struct status *st, const MDB_val *k, const MDB_val *v,
                       struct status_msg *m)
 {
-    if (k->mv_size != 8 || v->mv_size < MSG_VAL_LEN)
+    const unsigned char *kp = k->mv_data;
+    bool near_only = k->mv_size == MSG_KEY_NEAR && get32(kp + 4) == 0;
+    if ((k->mv_size != 8 && !near_only) || v->mv_size < MSG_VAL_LEN)
         return corrupt(st, "message");
     const unsigned char *p = v->mv_data;
-    m->remote_uid = get32((const unsigned char *)k->mv_data + 4);
+    m->remote_uid = get32(kp + 4);
     m->local_uid = get32(p);
+    if (near_only && (!m->local_uid || m->local_uid != get32(kp + 8)))
+        return corrupt(st, "near-only message");
     m->flags = get32(p + 4);
     m->size = get64(p + 8);
     m->state = p[16];
@@ -746,8 +796,21 @@ static int msg_get_txn(struct status *st, MDB_txn *txn, uint32_t folder, uint32_
     return msg_decode(st, &k, &v, m);
 }
 
+static int msg_get_near_only(struct status *st, MDB_txn *txn, uint32_t folder, uint32_t luid,
+                             struct status_msg *m)
+{
+    unsigned char kb[MSG_KEY_NEAR];
+    msg_key_near(kb, folder, luid);
+    MDB_val k = {MSG_KEY_NEAR, kb}, v;
+    int rc = mdb_get(txn, st->dbi[DB_MSGS], &k, &v);
+    if (rc)
+        return rc == MDB_NOTFOUND ? -ENOENT : lmdb_fail(st->envdir, "read message", rc);
+    return msg_decode(st, &k, &v, m);
+}
+
 /* The message holding local uid luid (invariant S5: luids where it differs
- * from the remote uid, else the message of the same remote uid). */
+ * from the remote uid, else the message of the same remote uid, else a
+ * near-only half record). */
 static int msg_get_local_txn(struct status *st, MDB_txn *txn, uint32_t folder, uint32_t luid,
                              struct status_msg *m)
 {
@@ -767,8 +830,8 @@ static int msg_get_local_txn(struct status *st, MDB_txn *txn, uint32_t folder, u
         return lmdb_fail(st->envdir, "read local uid", rc);
     rc = msg_get_txn(st, txn, folder, luid, m);
     if (rc == 0 && m->local_uid != luid)
-        return -ENOENT;
-    return rc;
+        rc = -ENOENT;
+    return rc == -ENOENT ? msg_get_near_only(st, txn, folder, luid, m) : rc;
 }
 
 int status_msg_get(struct status *st, uint32_t folder, uint32_t remote_uid, struct status_msg *m_r)
@@ -1317,17 +1380,47 @@ int status_txn_folder_del(struct status_txn *t, uint32_t id)
     if ((rc = del_range(t, DB_MSGS, id, &n[0])) || (rc = del_range(t, DB_LUIDS, id, &n[1])) ||
         (rc = del_range(t, DB_INTENTS, id, &n[2])))
         return rc;
+    size_t n_labels = 0;
+    if ((rc = del_range(t, DB_LABELS, id, &n_labels)))
+        return rc;
+    unsigned char kk[6];
+    kw_key(kk, id);
+    if ((rc = w_del(t, DB_META, kk, sizeof kk)) && rc != -ENOENT)
+        return rc;
     LOG_DEBUG(LOGC_STATUS, "%s: folder %" PRIu32 " deleted (%zu messages, %zu intents)",
               t->st->envdir, id, n[0], n[2]);
     return 0;
+}
+
+/* A near-only half record: keyed by its local uid, which must be free (S4)
+ * unless this very record holds it. */
+static int msg_put_near_only(struct status_txn *t, uint32_t folder, const struct status_msg *m)
+{
+    struct status *st = t->st;
+    struct status_msg other;
+    int rc = msg_get_local_txn(st, t->txn, folder, m->local_uid, &other);
+    if (rc == 0 && other.remote_uid != 0) {
+        log_error("status store %s: folder %" PRIu32 ": local uid %" PRIu32
+                  " already paired with remote uid %" PRIu32 ", cannot be local-only",
+                  st->envdir, folder, m->local_uid, other.remote_uid);
+        return poison(t, OIMAP_ESTATUS);
+    }
+    if (rc && rc != -ENOENT)
+        return poison(t, rc);
+    unsigned char kb[MSG_KEY_NEAR], vb[MSG_VAL_LEN];
+    msg_key_near(kb, folder, m->local_uid);
+    msg_encode(vb, m);
+    return w_put(t, DB_MSGS, kb, sizeof kb, vb, MSG_VAL_LEN);
 }
 
 int status_txn_msg_put(struct status_txn *t, uint32_t folder, const struct status_msg *m)
 {
     TXN_CHECK(t);
     struct status *st = t->st;
-    if (!folder || !m->remote_uid)
+    if (!folder || (!m->remote_uid && !m->local_uid))
         return poison(t, -EINVAL);
+    if (!m->remote_uid)
+        return msg_put_near_only(t, folder, m);
     uint32_t R = m->remote_uid, L = m->local_uid;
     struct status_msg old;
     int rc = msg_get_txn(st, t->txn, folder, R, &old);
@@ -1340,9 +1433,14 @@ int status_txn_msg_put(struct status_txn *t, uint32_t folder, const struct statu
         struct status_msg other;
         rc = msg_get_local_txn(st, t->txn, folder, L, &other);
         if (rc == 0 && other.remote_uid != R) {
-            log_error("status store %s: folder %" PRIu32 ": local uid %" PRIu32
-                      " already paired with remote uid %" PRIu32 ", not %" PRIu32,
-                      st->envdir, folder, L, other.remote_uid, R);
+            if (other.remote_uid)
+                log_error("status store %s: folder %" PRIu32 ": local uid %" PRIu32
+                          " already paired with remote uid %" PRIu32 ", not %" PRIu32,
+                          st->envdir, folder, L, other.remote_uid, R);
+            else
+                log_error("status store %s: folder %" PRIu32 ": local uid %" PRIu32
+                          " has a local-only record, cannot pair it with remote uid %" PRIu32,
+                          st->envdir, folder, L, R);
             return poison(t, OIMAP_ESTATUS);
         }
         if (rc && rc != -ENOENT)
@@ -1384,6 +1482,21 @@ int status_txn_msg_del(struct status_txn *t, uint32_t folder, uint32_t remote_ui
     }
     msg_key(kb, folder, remote_uid);
     rc = w_del(t, DB_MSGS, kb, 8);
+    return rc == -ENOENT ? poison(t, OIMAP_ESTATUS) : rc;
+}
+
+int status_txn_msg_del_local(struct status_txn *t, uint32_t folder, uint32_t local_uid)
+{
+    TXN_CHECK(t);
+    struct status_msg old;
+    int rc = local_uid ? msg_get_local_txn(t->st, t->txn, folder, local_uid, &old) : -ENOENT;
+    if (rc)
+        return rc == -ENOENT ? rc : poison(t, rc);
+    if (old.remote_uid)
+        return status_txn_msg_del(t, folder, old.remote_uid);
+    unsigned char kb[MSG_KEY_NEAR];
+    msg_key_near(kb, folder, local_uid);
+    rc = w_del(t, DB_MSGS, kb, sizeof kb);
     return rc == -ENOENT ? poison(t, OIMAP_ESTATUS) : rc;
 }
 
@@ -1448,6 +1561,108 @@ int status_txn_intent_del(struct status_txn *t, uint32_t folder, uint64_t id)
 }
 
 /* --- helpers and the dump ---------------------------------------------------- */
+
+/* --- Gmail labels (status.h) ---------------------------------------------- */
+
+#define LABELS_HDR 8 /* i64 mtime, then the caller's label bytes */
+
+struct labels_walk {
+    status_labels_cb cb;
+    void *arg;
+};
+
+static int labels_one(struct status *st, const MDB_val *k, const MDB_val *v, void *arg)
+{
+    struct labels_walk *w = arg;
+    if (k->mv_size != 8 || v->mv_size < LABELS_HDR)
+        return corrupt(st, "labels");
+    const unsigned char *p = v->mv_data;
+    struct status_labels l = {
+        .remote_uid = get32((const unsigned char *)k->mv_data + 4),
+        .mtime = (int64_t)get64(p),
+        .data = p + LABELS_HDR,
+        .len = v->mv_size - LABELS_HDR,
+    };
+    return w->cb(&l, w->arg);
+}
+
+int status_labels_foreach(struct status *st, uint32_t folder, status_labels_cb cb, void *arg)
+{
+    if (!folder)
+        return -EINVAL;
+    MDB_txn *txn;
+    int rc = r_begin(st, &txn);
+    if (rc)
+        return rc == EMPTY_VIEW ? 0 : rc;
+    struct labels_walk w = {cb, arg};
+    rc = st->no_labels ? 0 : range_walk(st, txn, DB_LABELS, folder, labels_one, &w);
+    r_end(st, txn);
+    return rc;
+}
+
+int status_txn_labels_put(struct status_txn *t, uint32_t folder, const struct status_labels *l)
+{
+    TXN_CHECK(t);
+    if (!folder || !l->remote_uid || l->len > (1u << 20))
+        return poison(t, -EINVAL);
+    unsigned char k[8];
+    unsigned char *v = malloc(LABELS_HDR + l->len);
+    if (!v)
+        return poison(t, -ENOMEM);
+    msg_key(k, folder, l->remote_uid);
+    put64(v, (uint64_t)l->mtime);
+    if (l->len)
+        memcpy(v + LABELS_HDR, l->data, l->len);
+    int rc = w_put(t, DB_LABELS, k, sizeof k, v, LABELS_HDR + l->len);
+    free(v);
+    return rc;
+}
+
+int status_txn_labels_del(struct status_txn *t, uint32_t folder, uint32_t remote_uid)
+{
+    TXN_CHECK(t);
+    unsigned char k[8];
+    msg_key(k, folder, remote_uid);
+    return w_del(t, DB_LABELS, k, sizeof k);
+}
+
+/* --- keywords of a folder pair (status.h) ---------------------------------- */
+
+int status_folder_keywords(struct status *st, uint32_t folder, char **names_r, size_t *len_r)
+{
+    *names_r = NULL;
+    *len_r = 0;
+    MDB_txn *txn;
+    int rc = r_begin(st, &txn);
+    if (rc)
+        return rc == EMPTY_VIEW ? 0 : rc;
+    unsigned char kb[6];
+    kw_key(kb, folder);
+    MDB_val k = {sizeof kb, kb}, v;
+    rc = mdb_get(txn, st->dbi[DB_META], &k, &v);
+    if (rc == 0 && v.mv_size && ((const char *)v.mv_data)[v.mv_size - 1] != '\0')
+        rc = corrupt(st, "keywords");
+    else if (rc == 0 && v.mv_size && !(*names_r = malloc(v.mv_size)))
+        rc = -ENOMEM;
+    else if (rc == 0 && v.mv_size) {
+        memcpy(*names_r, v.mv_data, v.mv_size);
+        *len_r = v.mv_size;
+    } else if (rc)
+        rc = rc == MDB_NOTFOUND ? 0 : lmdb_fail(st->envdir, "read keywords", rc);
+    r_end(st, txn);
+    return rc;
+}
+
+int status_txn_folder_keywords_put(struct status_txn *t, uint32_t folder, const char *names,
+                                   size_t len)
+{
+    TXN_CHECK(t);
+    if (!folder || (len && names[len - 1] != '\0'))
+        return poison(t, -EINVAL);
+    unsigned char kb[6];
+    kw_key(kb, folder);
+    return w_put(t, DB_META, kb, sizeof kb, names, len);
+}
 
 int status_make_tuid(char *buf)
 {

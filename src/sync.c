@@ -51,10 +51,12 @@
 #include "imap_conn.h"
 #include "log.h"
 #include "maildir_name.h"
+#include "migrate.h"
 #include "plan.h"
 #include "repo_maildir.h"
 #include "status.h"
 #include "sync_int.h"
+#include "sync_labels.h"
 
 static void sync_log_plan(struct sync_ctx *c);
 static void sync_guard_check(struct sync_ctx *c);
@@ -196,19 +198,32 @@ unsigned sync_imap_sys(plan_flags_t f)
     return r;
 }
 
-/* Keywords of f as "kw1 kw2" (empty string if none). */
-void sync_imap_keywords(const struct sync_ctx *c, plan_flags_t f, char *buf, size_t cap)
+/* Keywords of f as "kw1 kw2" (empty string if none); kw[26] maps the
+ * keyword bits (NULL: unmapped). */
+void sync_keywords_of(const char *const *kw, plan_flags_t f, char *buf, size_t cap)
 {
     size_t o = 0;
     buf[0] = 0;
     if (f & PLAN_F_FORWARDED)
         o += (size_t)snprintf(buf + o, cap - o, "$Forwarded");
     for (int i = 0; i < 26 && o < cap; i++)
-        if ((f & PLAN_F_KEYWORD(i)) && c->kw[i])
-            o += (size_t)snprintf(buf + o, cap - o, "%s%s", o ? " " : "", c->kw[i]);
+        if ((f & PLAN_F_KEYWORD(i)) && kw[i])
+            o += (size_t)snprintf(buf + o, cap - o, "%s%s", o ? " " : "", kw[i]);
+}
+
+void sync_imap_keywords(const struct sync_ctx *c, plan_flags_t f, char *buf, size_t cap)
+{
+    sync_keywords_of(c->kw, f, buf, cap);
 }
 
 static plan_flags_t flags_from_fetch(const struct sync_ctx *c, const struct imap_fetch *f)
+{
+    return sync_fetch_flags(c->kw, f);
+}
+
+/* A FETCH's FLAGS as plan flags: system flags, $Forwarded, keywords mapped
+ * by kw[26]; other keywords are ignored. */
+plan_flags_t sync_fetch_flags(const char *const *kw, const struct imap_fetch *f)
 {
     plan_flags_t r = 0;
     if (f->flags & IMAP_FLAG_DRAFT)
@@ -231,7 +246,7 @@ static plan_flags_t flags_from_fetch(const struct sync_ctx *c, const struct imap
             continue;
         }
         for (int i = 0; i < 26; i++)
-            if (c->kw[i] && strlen(c->kw[i]) == t->len && memcmp(c->kw[i], t->str, t->len) == 0)
+            if (kw[i] && strlen(kw[i]) == t->len && memcmp(kw[i], t->str, t->len) == 0)
                 r |= PLAN_F_KEYWORD(i);
     }
     return r;
@@ -311,8 +326,12 @@ static void finish(struct sync_ctx *c)
     sync_folder_cb cb = c->cb;
     void *arg = c->arg;
     struct sync_result res = c->res;
+    /* Gmail labels are a pass of their own after the folder's messages and
+     * flags (sync_labels.h); it calls cb when it applies. */
+    bool labels = sync_labels_after(&c->job, &res, c->plan, c->nl, cb, arg);
     free_ctx(c);
-    cb(&res, arg);
+    if (!labels)
+        cb(&res, arg);
 }
 
 /* ---- 1. select ---------------------------------------------------------------- */
@@ -396,6 +415,22 @@ static int load_status(struct sync_ctx *c)
     return status_intent_foreach(c->job.status, c->frec.id, load_intent, c);
 }
 
+/* A folder pair offlineimap synced and oimap never did: its status becomes
+ * ours before the first plan (migrate.h).  Not when the local folder had to
+ * be created: offlineimap forgets its status of a folder it creates. */
+static void take_over(struct sync_ctx *c)
+{
+    char why[400];
+    if (c->have_frec || c->check_only || !c->mf || c->tried_create || !c->job.acct)
+        return;
+    uint32_t mask = MAILDIR_FLAG_ALL | (c->kw_letters << 6);
+    int rc = migrate_takeover(c->job.status, c->job.acct, c->job.local_name, c->job.remote_name,
+                              mask, &c->frec, &c->smsgs, &c->nsmsgs, why, sizeof why);
+    if (rc < 0)
+        sync_fail(c, rc, "%s", why);
+    c->have_frec = rc > 0;
+}
+
 static void on_local_open(int st, struct repo_maildir_folder *f, void *arg)
 {
     struct sync_ctx *c = arg;
@@ -424,6 +459,8 @@ static void on_local_open(int st, struct repo_maildir_folder *f, void *arg)
         int rc = load_status(c);
         if (rc < 0)
             sync_fail(c, rc, "cannot read the status store: %s", err_str(rc));
+        else
+            take_over(c);
     }
     if (c->rc == 0 && c->local_missing && c->nsmsgs) {
         /* plan.h: a missing folder is not an empty listing. */
@@ -1048,34 +1085,43 @@ static size_t count_flag_side(const struct plan *p, enum plan_side side)
     return n;
 }
 
+void sync_plan_counts(const struct plan *p, struct sync_result *r)
+{
+    r->downloaded = p->ndownloads;
+    r->uploaded = p->nuploads;
+    r->paired = p->npairs;
+    r->flags_far = count_flag_side(p, PLAN_FAR);
+    r->flags_near = count_flag_side(p, PLAN_NEAR);
+    r->deleted_far = p->nfar_deletes;
+    r->deleted_near = p->nnear_deletes;
+    r->held_back = p->held[0].count + p->held[1].count;
+    r->bytes_down = 0;
+    for (size_t i = 0; i < p->ndownloads; i++)
+        r->bytes_down += p->downloads[i].size;
+    r->bytes_up = 0;
+    for (size_t i = 0; i < p->nuploads; i++)
+        r->bytes_up += p->uploads[i].size;
+}
+
 void sync_fill_counts(struct sync_ctx *c)
 {
-    const struct plan *p = c->plan;
-    c->res.downloaded = p->ndownloads;
-    c->res.uploaded = p->nuploads;
-    c->res.paired = p->npairs;
-    c->res.flags_far = count_flag_side(p, PLAN_FAR);
-    c->res.flags_near = count_flag_side(p, PLAN_NEAR);
-    c->res.deleted_far = p->nfar_deletes;
-    c->res.deleted_near = p->nnear_deletes;
-    c->res.held_back = p->held[0].count + p->held[1].count;
-    c->res.bytes_down = 0;
-    for (size_t i = 0; i < p->ndownloads; i++)
-        c->res.bytes_down += p->downloads[i].size;
-    c->res.bytes_up = 0;
-    for (size_t i = 0; i < p->nuploads; i++)
-        c->res.bytes_up += p->uploads[i].size;
+    sync_plan_counts(c->plan, &c->res);
 }
 
 /* One line: "folder F: download 3, upload 1, ..." (counts only). */
-void sync_summary_line(const struct sync_ctx *c, const char *prefix, char *buf, size_t cap)
+void sync_result_line(const char *acct, const char *folder, const struct sync_result *r,
+                      const char *prefix, char *buf, size_t cap)
 {
-    const struct sync_result *r = &c->res;
     snprintf(buf, cap,
              "%s%s: folder %s: download %zu, upload %zu, delete-remote %zu, delete-local %zu, "
              "flags-remote %zu, flags-local %zu, pair %zu, held-back %zu",
-             prefix, c->acct_name, c->job.remote_name, r->downloaded, r->uploaded, r->deleted_far,
-             r->deleted_near, r->flags_far, r->flags_near, r->paired, r->held_back);
+             prefix, acct, folder, r->downloaded, r->uploaded, r->deleted_far, r->deleted_near,
+             r->flags_far, r->flags_near, r->paired, r->held_back);
+}
+
+void sync_summary_line(const struct sync_ctx *c, const char *prefix, char *buf, size_t cap)
+{
+    sync_result_line(c->acct_name, c->job.remote_name, &c->res, prefix, buf, cap);
 }
 
 /* The plan, in full, for --dry-run (info) and -d sync (debug). */
@@ -1166,7 +1212,15 @@ static void sync_log_plan(struct sync_ctx *c)
 
 static void sync_guard_check(struct sync_ctx *c)
 {
-    const struct plan *p = c->plan;
+    if (sync_guard_text(c->plan, c->acct_name, c->guard_msg, sizeof c->guard_msg))
+        c->guard_rc = OIMAP_EGUARD;
+}
+
+/* The message for deletions the mass-deletion guard held back: returns
+ * OIMAP_EGUARD with it in buf, or 0 when the plan held nothing back. */
+int sync_guard_text(const struct plan *p, const char *acct_name, char *buf, size_t cap)
+{
+    int rc = 0;
     for (int b = 0; b < 2; b++) {
         const struct plan_held *h = &p->held[b];
         if (!h->count)
@@ -1175,11 +1229,11 @@ static void sync_guard_check(struct sync_ctx *c)
         const char *keep = b == PLAN_FAR ? "remote" : "local";
         char acct[128];
         size_t i;
-        for (i = 0; c->acct_name[i] && i + 1 < sizeof acct; i++)
-            acct[i] = c->acct_name[i] == ' ' ? '_' : c->acct_name[i];
+        for (i = 0; acct_name[i] && i + 1 < sizeof acct; i++)
+            acct[i] = acct_name[i] == ' ' ? '_' : acct_name[i];
         acct[i] = 0;
-        c->guard_rc = OIMAP_EGUARD;
-        snprintf(c->guard_msg, sizeof c->guard_msg,
+        rc = OIMAP_EGUARD;
+        snprintf(buf, cap,
                  "%zu deletions held back by the mass-deletion guard: %s; the %s copies were "
                  "kept. If these deletions are wanted, let them through once with "
                  "-k Account_%s:deletion_guard=no",
@@ -1191,6 +1245,7 @@ static void sync_guard_check(struct sync_ctx *c)
                  keep, acct);
         (void)lost;
     }
+    return rc;
 }
 
 static void sync_report_dry(struct sync_ctx *c)

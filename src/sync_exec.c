@@ -477,8 +477,10 @@ static void dl_committed(int st, const struct repo_maildir_batch_item *items, si
         rc = put_rec(c, t, d[i].far_uid, d[i].far_uid, d[i].flags, d[i].size);
         if (rc == 0)
             rc = status_txn_intent_del(t, c->folder_id, b->intent_ids[i - b->start]);
-        if (rc == 0)
+        if (rc == 0) {
             c->res.downloaded++;
+            c->res.downloaded_unseen += !(d[i].flags & PLAN_F_SEEN);
+        }
     }
     /* Messages the server did not send (expunged meanwhile): no file was
      * made, so their intents go too. */

@@ -1,6 +1,7 @@
 /* sync_int.h - internals shared by sync.c (select, list, plan, report) and
  * sync_exec.c (execute the plan).  Not an API: only these two files include
- * it.  See sync.c for the phase machinery and the crash-safety argument. */
+ * it, and sync_imap.c for the helpers that take no struct sync_ctx.  See sync.c for the phase
+ * machinery and the crash-safety argument. */
 #ifndef OIMAP_SYNC_INT_H
 #define OIMAP_SYNC_INT_H
 
@@ -135,6 +136,14 @@ void sync_apply_near(const struct sync_ctx *c, struct maildir_flags *mf, plan_fl
 void sync_plan_to_maildir(const struct sync_ctx *c, plan_flags_t f, struct maildir_flags *mf);
 void sync_fill_counts(struct sync_ctx *c);
 void sync_summary_line(const struct sync_ctx *c, const char *prefix, char *buf, size_t cap);
+
+/* ---- also used by sync_imap.c (IMAP <-> IMAP): no struct sync_ctx ---- */
+plan_flags_t sync_fetch_flags(const char *const *kw, const struct imap_fetch *f);
+void sync_keywords_of(const char *const *kw, plan_flags_t f, char *buf, size_t cap);
+void sync_plan_counts(const struct plan *p, struct sync_result *r);
+void sync_result_line(const char *acct, const char *folder, const struct sync_result *r,
+                      const char *prefix, char *buf, size_t cap);
+int sync_guard_text(const struct plan *p, const char *acct_name, char *buf, size_t cap);
 
 /* sync_exec.c: run c->plan (plan.h's "Executing a plan"); free its state. */
 void sync_execute(struct sync_ctx *c);

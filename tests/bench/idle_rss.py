@@ -4,11 +4,17 @@
     python3 tests/bench/idle_rss.py                      # 20 folders, 60 s of strace
     python3 tests/bench/idle_rss.py --period 600         # the issue's 10 idle minutes
     python3 tests/bench/idle_rss.py --folders 5 --pushes 20
+    python3 tests/bench/idle_rss.py --notify             # Dovecot offers NOTIFY: one connection
 
 Steps (see README.md, "Daemon: idle memory, wake-ups, push latency"):
   1. a private Dovecot with --folders folders (one message each), an
      oimap config with idlefolders = all of them (autorefresh = 0: IDLE
-     only), the daemon started (no -o) and given --settle seconds;
+     only), the daemon started (no -o) and given --settle seconds.  By
+     default Dovecot runs without its mailbox list index, so it does not
+     offer NOTIFY and oimap keeps one IDLE connection per folder; with
+     --notify (mailbox_list_index = yes) it offers NOTIFY and one
+     connection watches every folder; --hold adds holdconnectionopen
+     (the sync's connection stays open between syncs);
   2. resident memory: VmRSS (and the peak, VmHWM) from /proc/PID/status;
   3. wake-ups: `strace -f -c -p PID` for --period seconds; every return of
      epoll_wait is one wake-up of the loop; all syscalls are counted too.
@@ -73,6 +79,27 @@ def vm(pid, key):
             if line.startswith(key + ':'):
                 return int(line.split()[1])  # kB
     return None
+
+
+def connections(pid):
+    """TCP sockets the process holds (its IMAP connections)."""
+    inodes = set()
+    for fd in os.listdir('/proc/%d/fd' % pid):
+        try:
+            link = os.readlink('/proc/%d/fd/%s' % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith('socket:['):
+            inodes.add(link[8:-1])
+    n = 0
+    for table in ('/proc/%d/net/tcp' % pid, '/proc/%d/net/tcp6' % pid):
+        try:
+            with open(table) as f:
+                next(f)
+                n += sum(1 for line in f if line.split()[9] in inodes)
+        except OSError:
+            pass
+    return n
 
 
 def count_files(d):
@@ -155,6 +182,9 @@ def main():
     ap.add_argument('--pushes', type=int, default=10)
     ap.add_argument('--server-notify', default=None,
                     help="Dovecot's imap_idle_notify_interval, e.g. '30 mins' (default 2 mins)")
+    ap.add_argument('--notify', action='store_true',
+                    help='mailbox_list_index = yes: Dovecot offers NOTIFY')
+    ap.add_argument('--hold', action='store_true', help='holdconnectionopen = yes')
     ap.add_argument('--no-strace', action='store_true')
     ap.add_argument('--json', help='write the figures to this file')
     ap.add_argument('--keep', action='store_true', help='keep the work directory')
@@ -164,9 +194,10 @@ def main():
         sys.exit('strace is needed (apt-get install strace), or --no-strace')
     work = tempfile.mkdtemp(prefix='oimap-idle-bench-')
     os.chmod(work, 0o755)
-    dv = Dovecot(users={'alice': 'pw-alice'}, idle_notify_interval=a.server_notify).start()
+    dv = Dovecot(users={'alice': 'pw-alice'}, idle_notify_interval=a.server_notify,
+                 list_index=a.notify).start()
     p = None
-    res = {'folders': a.folders, 'period_s': a.period}
+    res = {'folders': a.folders, 'period_s': a.period, 'notify': a.notify, 'hold': a.hold}
     try:
         folders = ['INBOX'] + ['Folder%02d' % i for i in range(1, a.folders)]
         with dv.session('alice') as s:
@@ -181,9 +212,9 @@ def main():
                     '[Repository local]\ntype = Maildir\nlocalfolders = %s\n\n'
                     '[Repository remote]\ntype = IMAP\nremotehost = %s\nremoteport = %d\n'
                     'remoteuser = alice\nremotepass = pw-alice\nssl = no\nstarttls = no\n'
-                    'idlefolders = [%s]\n'
+                    'idlefolders = [%s]\nholdconnectionopen = %s\n'
                     % (os.path.join(work, 'meta'), root, dv.host, dv.port,
-                       ', '.join("'%s'" % x for x in folders)))
+                       ', '.join("'%s'" % x for x in folders), 'yes' if a.hold else 'no'))
         logf = open(os.path.join(work, 'oimap.log'), 'w+b')
         env = dict(os.environ, HOME=work)
         env.pop('NOTIFY_SOCKET', None)
@@ -197,6 +228,8 @@ def main():
         res['first_sync_s'] = round(time.monotonic() - t0, 3)
         log('first sync %.2f s; settling %.0f s' % (res['first_sync_s'], a.settle))
         time.sleep(a.settle)
+        res['connections'] = connections(p.pid)
+        log('%d connection(s) open' % res['connections'])
         res['rss_kb'] = vm(p.pid, 'VmRSS')
         res['hwm_kb'] = vm(p.pid, 'VmHWM')
         log('RSS %d kB (peak %d kB)' % (res['rss_kb'], res['hwm_kb']))
@@ -266,7 +299,9 @@ def main():
             log('kept', work)
 
     rows = [
-        ('IDLE folders', '%d' % res['folders']),
+        ('IDLE folders', '%d (%s%s)' % (res['folders'], 'NOTIFY offered' if a.notify else
+                                       'no NOTIFY', ', holdconnectionopen' if a.hold else '')),
+        ('connections open while idle', '%d' % res['connections']),
         ('first sync', '%.2f s' % res['first_sync_s']),
         ('RSS idle (VmRSS)', '%.1f MB' % (res['rss_kb'] / 1024)),
         ('RSS peak (VmHWM)', '%.1f MB' % (res['hwm_kb'] / 1024)),

@@ -314,6 +314,42 @@ class FaultProxy(listeners._Base):
         finally:
             c.stat['literals'] = len(c.lits.starts)
 
+    def stall_all(self):
+        """Make every connection open now a black hole, as 'stall' does (a
+        machine that slept: the server and the routers forgot it): nothing
+        moves any more in either direction, the sockets stay open.  Later
+        connections are not affected."""
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            c.stat['fired'] = True
+            c.stalled.set()
+
+    def reset_all(self):
+        """Reset (RST) every connection open now; later ones are not affected."""
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            c.stat['fired'] = True
+            with c.lock:
+                if c.dead:
+                    continue
+                c.dead = True
+            for s in (c.client, c.upstream):
+                if s is None:
+                    continue
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+                    # wakes the pump blocked in recv(), which holds the socket
+                    # open: the reset goes out when it lets go
+                    s.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
     @property
     def fired(self):
         return sum(1 for s in self.stats if s['fired'])

@@ -5,8 +5,10 @@ notification protocol on a fake NOTIFY_SOCKET.
 
 The helpers at the top are shared with test_signals.py."""
 
+import contextlib
 import os
 import re
+import resource
 import signal
 import socket
 import sys
@@ -14,6 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import util  # noqa: E402
+from faultproxy import Fault, FaultProxy  # noqa: E402
 
 SUMMARY = re.compile(r'Account (\S+): \d+ folders, ')
 
@@ -78,10 +81,55 @@ def stop(tc, p, sig=signal.SIGTERM, within=10):
     return rc, secs
 
 
+def wait_logins(dv, user, n, timeout=10):
+    """Wait until Dovecot logged n logins of user; returns the count."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        got = dv.count_logins(user)
+        if got >= n:
+            return got
+        time.sleep(0.05)
+    return dv.count_logins(user)
+
+
+def local_flags(root, folder):
+    """The Maildir flag letters of every message in folder, sorted."""
+    out = []
+    for sub in ('new', 'cur'):
+        d = os.path.join(local_dir(root, folder), sub)
+        for name in os.listdir(d) if os.path.isdir(d) else ():
+            out.append(name.rsplit(':2,', 1)[1] if ':2,' in name else '')
+    return sorted(out)
+
+
+def wait_for(cond, timeout):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+HOLD = {'holdconnectionopen': 'yes'}
+
+
+@contextlib.contextmanager
+def no_core_files():
+    """oimap processes started inside get RLIMIT_CORE 0 (SIGQUIT tests:
+    the abort is checked, no core file is left behind)."""
+    old = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, old[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, old)
+
+
 class TestDaemon(util.DovecotTestCase):
-    dovecot_args = {'users': {'alice': 'pw-alice', 'bob': 'pw-bob', 'carol': 'pw-carol',
-                              'dave': 'pw-dave', 'erin': 'pw-erin', 'frank': 'pw-frank',
-                              'gina': 'pw-gina'}}
+    dovecot_args = {'users': {u: 'pw-' + u for u in (
+        'alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina', 'hank', 'ivy', 'jack',
+        'kate', 'liam')}}
 
     def test_once_ignores_autorefresh(self):
         root, conf = config(self.dv, self.tmp, 'gina', account_opts={'autorefresh': '10'},
@@ -173,10 +221,12 @@ class TestDaemon(util.DovecotTestCase):
         self.assertTrue(p.wait_for_output('not retrying', 20), p.stderr)
         time.sleep(2.5)  # a retry loop would show up here (back-off starts at 1 s)
         self.assertTrue(p.poll() is None, 'the daemon exited\n' + p.stderr)
-        # one sync + one per IDLE folder, no more
-        self.assertEqual(self.dv.count_logins('dave', failed=True) - before, 3,
+        # one sync + the watcher's first connection (which learns whether the
+        # server has NOTIFY before it splits into one per folder), no more
+        self.assertEqual(self.dv.count_logins('dave', failed=True) - before, 2,
                          self.dv.log_text()[-2000:])
-        self.assertEqual(p.stderr.count('not retrying'), 2, p.stderr)
+        self.assertEqual(p.stderr.count('not retrying'), 1, p.stderr)
+        self.assertIn('IDLE on INBOX, Sent:', p.stderr)
         rc, _ = stop(self, p)
         self.assertEqual(rc, 1, 'the last sync failed: exit status 1\n' + p.stderr)
 
@@ -223,11 +273,272 @@ class TestDaemon(util.DovecotTestCase):
         finally:
             sock.close()
 
+    def test_idle_one_connection_per_folder(self):
+        """Without NOTIFY (this Dovecot has no mailbox list index): one IDLE
+        connection per folder; the first one, opened to learn the server's
+        capabilities, is kept for the first folder."""
+        user = 'hank'
+        for n, f in enumerate(('INBOX', 'Lists/dev', 'Sent')):
+            self.dv.append(user, f, message(n))
+        before = self.dv.count_logins(user)
+        root, conf = config(self.dv, self.tmp, user, account_opts={'autorefresh': '10'},
+                            remote=dict(HOLD, idlefolders="['INBOX', 'Lists/dev', 'Sent']"))
+        p = util.start_oimap(['-u', 'basic'], conf, cwd=self.tmp)
+        self.assertTrue(p.wait_for_output('watching 3 folder', 20), p.stderr)
+        self.assertIsNotNone(wait_count(root, 'Sent', 1, 10))
+        # the sync's connection (held) + one IDLE connection per folder
+        self.assertEqual(wait_logins(self.dv, user, before + 4) - before, 4)
+        time.sleep(1)
+        for n, f in ((10, 'Lists/dev'), (11, 'Sent'), (12, 'INBOX')):
+            self.dv.deliver_doveadm(user, f, message(n))
+            self.assertIsNotNone(wait_count(root, f, 2, 5),
+                                 '%s: not pushed within 5 s\n%s' % (f, p.stderr))
+        self.assertEqual(self.dv.count_logins(user) - before, 4, 'a connection per push?')
+        rc, _ = stop(self, p)
+        self.assertEqual(rc, 0, p.stderr)
+        self.assertNotIn('NOTIFY', p.stderr)
+
+    def test_holdconnectionopen(self):
+        """holdconnectionopen: every autorefresh sync uses the connection of
+        the first one; one that died while held (Dovecot restarted) is
+        replaced without a word."""
+        user = 'ivy'
+        self.dv.append(user, 'INBOX', message(1))
+        before = self.dv.count_logins(user)
+        root, conf = config(self.dv, self.tmp, user, account_opts={'autorefresh': '0.02'},
+                            remote=HOLD)
+        p = util.start_oimap(['-u', 'basic'], conf, cwd=self.tmp)
+        self.assertTrue(wait_syncs(p, 4, timeout=30), p.stderr)
+        self.assertEqual(self.dv.count_logins(user) - before, 1, 'one login for 4 syncs')
+        self.dv.deliver_doveadm(user, 'INBOX', message(2))
+        self.assertIsNotNone(wait_count(root, 'INBOX', 2, 10), p.stderr)
+        self.dv.restart()
+        self.dv.deliver_doveadm(user, 'INBOX', message(3))
+        self.assertIsNotNone(wait_count(root, 'INBOX', 3, 15), p.stderr)
+        n = len(SUMMARY.findall(p.stderr))
+        self.assertTrue(wait_syncs(p, n + 2, timeout=20), p.stderr)
+        rc, _ = stop(self, p)
+        self.assertEqual(rc, 0, p.stderr)
+        self.assertNotIn('ERROR', p.stderr)
+        self.assertNotIn('WARNING', p.stderr)
+
+    def _hold_black_hole(self, user, keepalive):
+        """The held connection becomes a black hole (as after a suspend):
+        the next sync gets a fresh connection, no error is shown.  Without
+        keepalive the check (NOOP, socktimeout 2 s) finds it dead when the
+        sync takes it; with keepalive the unanswered NOOP drops it before."""
+        self.dv.append(user, 'INBOX', message(1))
+        with FaultProxy(self.dv.host, self.dv.port) as px:
+            remote = dict(HOLD, remoteport=px.port, socktimeout='2')
+            if keepalive:
+                remote['keepalive'] = str(keepalive)
+            root, conf = config(self.dv, self.tmp, user, account_opts={'autorefresh': '0.1'},
+                                remote=remote)
+            p = util.start_oimap(['-u', 'basic', '-d', 'imap'], conf, cwd=self.tmp)
+            self.assertTrue(wait_syncs(p, 1), p.stderr)
+            time.sleep(2.5)
+            px.stall_all()
+            self.dv.deliver_doveadm(user, 'INBOX', message(2))
+            self.assertIsNotNone(wait_count(root, 'INBOX', 2, 15), p.stderr[-5000:])
+            rc, _ = stop(self, p)
+            self.assertEqual(rc, 0, p.stderr[-5000:])
+            self.assertEqual(len(px.stats), 2, px.stats)
+        err = p.stderr
+        self.assertNotIn('ERROR', err)
+        self.assertNotIn('WARNING', err)
+        return err
+
+    def test_hold_dead_connection_checked(self):
+        err = self._hold_black_hole('jack', keepalive=None)
+        self.assertIn('is dead (no answer to NOOP); connecting again', err)
+        self.assertEqual(err.count('NOOP\n'), 1, 'one NOOP: the check')
+
+    def test_hold_keepalive(self):
+        err = self._hold_black_hole('kate', keepalive=1)
+        self.assertIn('dropped: no answer to the keepalive NOOP', err)
+        self.assertGreaterEqual(err.count('NOOP\n'), 3, 'a NOOP every second while held')
+        self.assertNotIn('is dead', err)
+
+    def test_suspend_resume(self):
+        """A simulated suspend: the daemon is stopped (SIGSTOP) for longer
+        than socktimeout while the server drops its connections and mail
+        arrives; after SIGCONT the network is down for two more connection
+        attempts.  The daemon reconnects with back-off (1 s, 2 s) and the
+        mail arrives."""
+        user = 'liam'
+        self.dv.append(user, 'INBOX', message(1))
+        outage = {'left': 0}
+
+        def plan(i):
+            if outage['left'] > 0:
+                outage['left'] -= 1
+                return Fault('drop')
+            return None
+        with FaultProxy(self.dv.host, self.dv.port, plan=plan) as px:
+            root, conf = config(self.dv, self.tmp, user, account_opts={'autorefresh': '10'},
+                                remote=dict(HOLD, remoteport=px.port, socktimeout='2',
+                                            idlefolders="['INBOX']"))
+            p = util.start_oimap(['-u', 'basic'], conf, cwd=self.tmp)
+            self.assertTrue(p.wait_for_output('watching 1 folder', 20), p.stderr)
+            self.assertIsNotNone(wait_count(root, 'INBOX', 1, 10))
+            time.sleep(0.5)
+            p.signal(signal.SIGSTOP)
+            try:
+                px.reset_all()
+                outage['left'] = 2
+                self.dv.deliver_doveadm(user, 'INBOX', message(2))
+                time.sleep(3)  # longer than socktimeout
+            finally:
+                p.signal(signal.SIGCONT)
+            secs = wait_count(root, 'INBOX', 2, 20)
+            self.assertIsNotNone(secs, 'mail not synced after the resume\n' + p.stderr)
+            self.assertGreater(secs, 2.5, 'before the back-off ended?')
+            err = p.stderr
+            self.assertIn('reconnecting in 1 s', err)
+            self.assertIn('next attempt in 2 s', err)
+            self.assertIn('connected again', err)
+            self.assertEqual(outage['left'], 0)
+            # push works again
+            time.sleep(0.5)
+            self.dv.deliver_doveadm(user, 'INBOX', message(3))
+            self.assertIsNotNone(wait_count(root, 'INBOX', 3, 5), p.stderr)
+            rc, _ = stop(self, p)
+            self.assertEqual(rc, 0, p.stderr)
+        self.assertNotIn('ERROR', p.stderr)
+
     def test_notify_socket(self):
         self._notify_run('erin', abstract=False)
 
     def test_notify_socket_abstract(self):
         self._notify_run('frank', abstract=True)
+
+
+class NotifyRewriter:
+    """Proxied connection hook: remembers which connection set NOTIFY and
+    can refuse NOTIFY SET as a server without it would."""
+
+    refuse = False
+
+    def __init__(self, conn, registry):
+        self.conn = conn
+        self.registry = registry
+
+    def on_command(self, unit):
+        line = unit.split(b'\r\n', 1)[0]
+        if b' NOTIFY SET ' in line.upper():
+            self.registry.append(self.conn)
+            if self.refuse:
+                self.conn.send_client(line.split(b' ', 1)[0] + b' NO NOTIFY is not for you\r\n')
+                return b''
+        return unit
+
+    def on_response(self, unit):
+        return unit
+
+
+class TestNotify(util.DovecotTestCase):
+    """Dovecot 2.3 offers NOTIFY (RFC 5465) with mailbox_list_index = yes:
+    one connection then watches every idlefolder."""
+    dovecot_args = {'users': {u: 'pw-' + u for u in ('nina', 'omar', 'pia', 'quinn')},
+                    'list_index': True}
+
+    FOLDERS = ('INBOX', 'Lists/dev', 'Sent')
+
+    def start(self, user, remote=None, args=()):
+        """Start the daemon on FOLDERS (and Nope, which does not exist);
+        returns (root, process, Dovecot's logins of user before it)."""
+        for n, f in enumerate(self.FOLDERS):
+            self.dv.append(user, f, message(n))
+        before = self.dv.count_logins(user)
+        rem = dict(HOLD, idlefolders="['INBOX', 'Lists/dev', 'Sent', 'Nope']")
+        rem.update(remote or {})
+        root, conf = config(self.dv, self.tmp, user, account_opts={'autorefresh': '10'},
+                            remote=rem)
+        p = util.start_oimap(['-u', 'basic'] + list(args), conf, cwd=self.tmp)
+        self.assertTrue(p.wait_for_output('watching 4 folder', 20), p.stderr)
+        for f in self.FOLDERS:
+            self.assertIsNotNone(wait_count(root, f, 1, 10), p.stderr)
+        return root, p, before
+
+    def test_notify_one_connection(self):
+        user = 'nina'
+        root, p, before = self.start(user)
+        self.assertTrue(p.wait_for_output('no such folder?', 10), p.stderr)
+        # the sync's (held) connection + one for every folder
+        self.assertEqual(wait_logins(self.dv, user, before + 2) - before, 2)
+        time.sleep(1)
+        for n, f in ((10, 'Lists/dev'), (11, 'INBOX'), (12, 'Sent')):
+            self.dv.deliver_doveadm(user, f, message(n))
+            self.assertIsNotNone(wait_count(root, f, 2, 5),
+                                 '%s: not pushed within 5 s\n%s' % (f, p.stderr))
+        self.assertEqual(self.dv.count_logins(user) - before, 2, 'a connection per push?')
+        # a flag set and an expunge on the server, in folders nobody selected
+        self.dv.set_flags(user, 'Sent', [1], ['\\Flagged'])
+        self.assertTrue(wait_for(lambda: 'F' in ''.join(local_flags(root, 'Sent')), 5),
+                        local_flags(root, 'Sent'))
+        self.dv.delete_messages(user, 'Lists/dev', [1])
+        self.assertTrue(wait_for(lambda: count_local(root, 'Lists/dev') == 1, 5), p.stderr)
+        rc, _ = stop(self, p)
+        self.assertEqual(rc, 0, p.stderr)
+        self.assertEqual(p.stderr.count('not watched'), 1, p.stderr)
+
+    def test_notify_refused(self):
+        """NOTIFY SET answered NO: one IDLE connection per folder instead."""
+        user = 'omar'
+        registry = []
+
+        class Refuse(NotifyRewriter):
+            refuse = True
+        with FaultProxy(self.dv.host, self.dv.port,
+                        rewriter=lambda c: Refuse(c, registry)) as px:
+            root, p, before = self.start(user, remote={'remoteport': px.port})
+            self.assertTrue(p.wait_for_output('the server refused NOTIFY', 10), p.stderr)
+            # the sync's + one per folder, the first reused, Nope's too (it
+            # then fails to EXAMINE)
+            self.assertEqual(wait_logins(self.dv, user, before + 5) - before, 5)
+            time.sleep(1)
+            self.dv.deliver_doveadm(user, 'Lists/dev', message(10))
+            self.assertIsNotNone(wait_count(root, 'Lists/dev', 2, 5), p.stderr)
+            rc, _ = stop(self, p)
+            self.assertEqual(rc, 0, p.stderr)
+            self.assertEqual(px.errors, [])
+            self.assertEqual(len(registry), 1)
+
+    def test_notification_overflow(self):
+        """[NOTIFICATIONOVERFLOW]: the server stopped notifying; the watcher
+        connects again (and syncs every folder once)."""
+        user = 'pia'
+        registry = []
+        with FaultProxy(self.dv.host, self.dv.port,
+                        rewriter=lambda c: NotifyRewriter(c, registry)) as px:
+            root, p, _ = self.start(user, remote={'remoteport': px.port})
+            self.assertTrue(wait_for(lambda: len(registry) == 1, 10))
+            time.sleep(1)
+            registry[0].send_client(b'* OK [NOTIFICATIONOVERFLOW] too much going on\r\n')
+            self.assertTrue(p.wait_for_output('NOTIFICATIONOVERFLOW', 5), p.stderr)
+            self.assertTrue(wait_for(lambda: len(registry) == 2, 10), p.stderr)
+            time.sleep(1)
+            self.dv.deliver_doveadm(user, 'Sent', message(10))
+            self.assertIsNotNone(wait_count(root, 'Sent', 2, 5), p.stderr)
+            rc, _ = stop(self, p)
+            self.assertEqual(rc, 0, p.stderr)
+            self.assertEqual(px.errors, [])
+
+    def test_notify_sigquit(self):
+        """SIGQUIT's dump shows the NOTIFY connection and the held one."""
+        user = 'quinn'
+        with no_core_files():
+            root, p, _ = self.start(user)
+        time.sleep(1)
+        p.signal(signal.SIGQUIT)
+        self.assertEqual(p.wait(15), -signal.SIGABRT, p.stderr)
+        err = p.stderr
+        self.assertRegex(err, r'NOTIFY INBOX, Lists/dev, Sent: idle; connection IDLE '
+                              r'\(127\.0\.0\.1:\d+\); up \d+ s; \d+ events, 0 reconnects; '
+                              r'1 command\(s\) in flight, oldest IDLE, 0 bytes queued; '
+                              r'timer due in \d+ ms')
+        self.assertRegex(err, r'held connection of Account test: 127\.0\.0\.1:\d+, '
+                              r'(SELECTED|AUTHENTICATED); held \d+ s')
 
 
 if __name__ == '__main__':

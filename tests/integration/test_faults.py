@@ -13,8 +13,13 @@ by (Message-ID, body hash, flags), with nothing twice; a final rerun of
 each changes nothing (status store consistent).
 
 OIMAP_FAULT_RUNS (default 20) rounds, OIMAP_FAULT_SEED picks them (printed,
-so a failure can be replayed).  The long campaign (1,000 faulted syncs):
-    OIMAP_FAULT_RUNS=1000 OIMAP_BIN=build/oimap python3 tests/integration/test_faults.py
+so a failure can be replayed); OIMAP_FAULT_FIRED (default 0) keeps going
+past the rounds until that many faults have fired.  Folders stay near 100
+messages however long it runs.  The long campaign (at least 1,000 faulted
+connections, each followed by a clean rerun), about an hour on 2 cores:
+    OIMAP_BIN=build/oimap nice -n 10 python3 tests/integration/test_faults.py \
+        --rounds 1000 --fired 1000 TestFaults.test_fault_campaign
+(--rounds, --fired and --seed set the variables above.)
 """
 
 import os
@@ -30,7 +35,26 @@ from faultproxy import Fault, FaultProxy  # noqa: E402
 from test_sync import (local_path, local_summary, make_config, server_summary,  # noqa: E402
                        summaries, sync)
 
+
+def _options_to_env(argv):
+    """--rounds N, --fired N, --seed N (before unittest's own arguments)."""
+    names = {'--rounds': 'OIMAP_FAULT_RUNS', '--fired': 'OIMAP_FAULT_FIRED',
+             '--seed': 'OIMAP_FAULT_SEED'}
+    rest = [argv[0]]
+    args = iter(argv[1:])
+    for a in args:
+        key, eq, val = a.partition('=')
+        if key in names:
+            os.environ[names[key]] = str(int(val if eq else next(args)))
+        else:
+            rest.append(a)
+    return rest
+
+
+if __name__ == '__main__':
+    sys.argv = _options_to_env(sys.argv)
 RUNS = int(os.environ.get('OIMAP_FAULT_RUNS', '20'))
+FIRED = int(os.environ.get('OIMAP_FAULT_FIRED', '0'))
 SEED = int(os.environ.get('OIMAP_FAULT_SEED', str(int(time.time()) % 100000)))
 FOLDERS = (('INBOX', 30, 'inbox'), ('Lists/dev', 30, 'list'))
 NAMES = [f for f, _, _ in FOLDERS]
@@ -101,8 +125,9 @@ class TestFaults(util.DovecotTestCase):
             mids = sorted(r['message_id'] for r in recs[f])
             rng.shuffle(mids)
             flags = {r['message_id']: set(r['flags']) for r in recs[f]}
-            srv_del, srv_flag = mids[:2], mids[2:5]
-            loc_del, loc_flag = mids[5:7], mids[7:10]
+            nd = 3 if len(mids) > 100 else 2  # 3 new each side: a long run stays near 100
+            srv_del, srv_flag = mids[:nd], mids[nd:nd + 3]
+            loc_del, loc_flag = mids[nd + 3:2 * nd + 3], mids[2 * nd + 3:2 * nd + 6]
             srv_flag_ops = [(m, '\\Flagged' if '\\Flagged' not in flags[m] else None)
                             for m in srv_flag]
             new_srv = [corpus.make_message(rng, 10000 * round_no + i, rng.randint(1500, 8000),
@@ -180,7 +205,7 @@ class TestFaults(util.DovecotTestCase):
         self.assertEqual(mids.count(mid), 1, mids)
 
     def test_fault_campaign(self):
-        print('seed %d, %d runs' % (SEED, RUNS), file=sys.stderr)
+        print('seed %d, %d runs, until %d faults fired' % (SEED, RUNS, FIRED), file=sys.stderr)
         rng = random.Random(SEED)
         fs = Side(self, 'f', os.path.join(self.tmp, 'mail-f'))
         rs = Side(self, 'r', os.path.join(self.tmp, 'mail-r'))
@@ -194,7 +219,12 @@ class TestFaults(util.DovecotTestCase):
         fired = faulted_rc = 0
         kinds = {}
         t0 = time.monotonic()
-        for k in range(RUNS):
+        k = -1
+        while k + 1 < RUNS or (fired < FIRED and k + 1 < 10 * FIRED):
+            k += 1
+            if k and k % 100 == 0:
+                print('round %d, %.0f s: %d faults fired (%s), %d faulted syncs failed' % (
+                    k, time.monotonic() - t0, fired, kinds, faulted_rc), file=sys.stderr)
             self.mutate(rng, (fs, rs), k + 1)
             # the reference: fault-free, through a counting proxy
             with FaultProxy(self.dv.host, self.dv.port, plan=lambda i: Fault('drop', 1 << 60),
@@ -215,8 +245,10 @@ class TestFaults(util.DovecotTestCase):
             fired += n_fired
             faulted_rc += r.rc != 0
             for s in px.stats:
-                if s['fired']:
-                    kinds[s['fault'].split()[0]] = kinds.get(s['fault'].split()[0], 0) + 1
+                if s['fired']:  # 'Fault(bye s2c literal 3 +20)' -> 'bye literal'
+                    what = s['fault'][len('Fault('):].split()
+                    label = what[0] + (' literal' if what[2] == 'literal' else '')
+                    kinds[label] = kinds.get(label, 0) + 1
             r2 = sync(fs.conf())
             self.check_run(r2, 'round %d clean rerun' % k)
             self.assertEqual(r2.rc, 0, 'seed %d round %d after %s:\n%s' % (
@@ -233,7 +265,7 @@ class TestFaults(util.DovecotTestCase):
             self.assertEqual(r.rc, 0, r.stdout + r.stderr)
             self.assertEqual(summaries(r.stdout + r.stderr), {}, r.stdout + r.stderr)
         print('%d rounds in %.1f s: %d faults fired (%s), %d faulted syncs failed' % (
-            RUNS, time.monotonic() - t0, fired, kinds, faulted_rc), file=sys.stderr)
+            k + 1, time.monotonic() - t0, fired, kinds, faulted_rc), file=sys.stderr)
         self.assertGreaterEqual(fired, RUNS // 2, 'most faults should fire')
 
 

@@ -21,9 +21,12 @@ Where oimap differs on purpose the test says so and checks the difference:
 Every assertion names the folder, the Message-ID and the flags that differ.
 """
 
+import glob
 import os
 import random
 import re
+import shutil
+import sqlite3
 import sys
 import time
 import unittest
@@ -33,7 +36,7 @@ import util  # noqa: E402
 from util import corpus, imaputil  # noqa: E402
 import reference_compare as rc  # noqa: E402
 
-USERS = {'%s%d' % (p, i): 'pw-%s%d' % (p, i) for p in ('o', 'm') for i in range(1, 10)}
+USERS = {'%s%d' % (p, i): 'pw-%s%d' % (p, i) for p in ('o', 'm') for i in range(1, 12)}
 MTIME = 1690000000  # mtime of new local messages (offlineimap's INTERNALDATE source)
 TIMES = []
 
@@ -54,6 +57,31 @@ def new_message(seed, index, folder='INBOX', size=2500, eol=b'\r\n'):
 
 def local_message(seed, index, folder='INBOX'):
     return new_message(seed, index, folder, eol=b'\n')[0]
+
+
+def local_message_id(seed, index, folder='INBOX'):
+    return new_message(seed, index, folder, eol=b'\n')[1]
+
+
+def sqlite_caches_to_plain(meta):
+    """Turn offlineimap's LocalStatus-sqlite/<folder> databases into the
+    LocalStatus/<folder> files offlineimap writes with status_backend =
+    plain (format 2: "uid|flags|mtime|labels"), and remove the databases."""
+    sq = glob.glob(os.path.join(meta, 'Account-*', 'LocalStatus-sqlite'))
+    assert sq, 'no SQLite caches under %s' % meta
+    for d in sq:
+        plain = os.path.join(os.path.dirname(d), 'LocalStatus')
+        os.makedirs(plain, exist_ok=True)
+        for name in os.listdir(d):
+            db = sqlite3.connect(os.path.join(d, name))
+            rows = db.execute('SELECT id, flags, mtime, labels FROM status').fetchall()
+            db.close()
+            with open(os.path.join(plain, name), 'w') as f:
+                f.write('OFFLINEIMAP LocalStatus CACHE DATA - DO NOT MODIFY - FORMAT 2\n')
+                for uid, flags, mtime, labels in rows:
+                    f.write('%d|%s|%d|%s\n' % (uid, ''.join(sorted(flags or '')), mtime or 0,
+                                               labels or ''))
+        shutil.rmtree(d)
 
 
 class ReferenceTest(util.DovecotTestCase):
@@ -368,75 +396,106 @@ class ReferenceTest(util.DovecotTestCase):
         for t in (off, oim):
             self.assert_idempotent(t, 'after local new folders')
 
-    def test_5_switch_from_offlineimap(self):
-        """Migration (issue 7): an account synced by offlineimap, then oimap
-        with the same config file (same Maildir and metadata directory, no
-        oimap status yet): nothing downloaded, nothing uploaded, the Maildir
-        unchanged but for flag renames, offlineimap's own files untouched."""
-        off = rc.Tool('offlineimap', self.dv, 'o6', self.tmp)
-        self.tools = (off,)
-        corpus.fill(self.dv, off.user, 80, seed=25, min_size=1500, max_size=30000)
-        off.sync()
-        # some history: an upload, a flag change each way, deletions
-        rc.write_local(off.root, 'INBOX', local_message(250, 0), 'ref0.local', 'S', MTIME)
-        with self.dv.session(off.user) as s:
-            uids = s.uids('INBOX')
-            s.set_flags('INBOX', uids[:2], ['\\Flagged'])
-            s.delete('INBOX', uids[2:3])
-        off.sync()
-        off.sync()
-        names = rc.tree_names(off.root)
-        state = rc.maildir_state(off.root)
-        srv = rc.server_state(self.dv, off.user)
-        meta = rc.file_contents(off.meta, skip='oimap' + os.sep)
+    def switch_from_offlineimap(self, tag, seed, backend):
+        """Migration (issue 7).  Two identical accounts are synced by
+        offlineimap (with some history: an upload, flag changes, a deletion),
+        then changed in the same way on both sides since that last sync:
+        deleted locally (A), flagged on the server (B), changed on both sides
+        (C: +R locally, +F on the server), deleted on the server (D), a new
+        message on each side.  Then offlineimap syncs one account and oimap,
+        with the same config file, takes the other over from offlineimap's
+        metadata: the two results must be equal (oimap's first run is
+        offlineimap's next run), with no message that offlineimap had synced
+        downloaded or uploaded again, the Maildir's other files unchanged in
+        name and content, and offlineimap's metadata byte for byte as it was.
 
-        r = off.sync('-d', 'imap', tool='oimap', expect_rc=None)
+        backend 'plain': an account last synced with status_backend = plain
+        (offlineimap 6 and 7; offlineimap 8 refuses that option): the SQLite
+        caches offlineimap 8 wrote are turned into LocalStatus files in its
+        plain format 2 and removed."""
+        off, oim = self.pair(tag, 100, seed=seed)
+        for t in (off, oim):
+            t.sync(tool='offlineimap')
+        # some history, the same on both
+        for t in (off, oim):
+            rc.write_local(t.root, 'INBOX', local_message(250, 0), 'ref0.local', 'S', MTIME)
+            with self.dv.session(t.user) as s:
+                uids = s.uids('INBOX')
+                s.set_flags('INBOX', uids[:2], ['\\Flagged'])
+                s.delete('INBOX', uids[2:3])
+            t.sync(tool='offlineimap')
+            t.sync(tool='offlineimap')
+        if backend == 'plain':
+            sqlite_caches_to_plain(oim.meta)
+        inbox = self.dv.fetch_all(oim.user, 'INBOX')
+        seen = [r for r in inbox if r['flags'] == ['\\Seen']]
+        self.assertGreaterEqual(len(seen), 5)
+        A, B, C, D = seen[:4]
+        for t in (off, oim):
+            os.unlink(rc.find_local(t.root, A['message_id']))
+            pc = rc.find_local(t.root, C['message_id'])
+            rc.set_local_letters(pc, set(rc.letters_of(pc)) | {'R'})
+            with self.dv.session(t.user) as s:
+                s.set_flags('INBOX', [B['uid'], C['uid']], ['\\Flagged'])
+                s.delete('INBOX', [D['uid']])
+                s.append('Sent', new_message(250, 1)[0], ['\\Seen'])
+            rc.write_local(t.root, 'Lists.dev', local_message(250, 2), 'ref2.local', 'S',
+                           MTIME + 2)
+        before = rc.file_contents(oim.root)
+        meta = rc.file_contents(oim.meta, skip='oimap' + os.sep)
+        new_sent = max(r['uid'] for r in self.dv.fetch_all(oim.user, 'Sent'))
+
+        off.sync()
+        r = oim.sync('-d', 'imap')
         out = r.stdout + r.stderr
-        fetches = rc.IMAP_BODY_FETCH_RE.findall(out)
-        appends = [w for w in rc.IMAP_WRITES_RE.findall(out) if w == 'APPEND']
-        writes = rc.IMAP_WRITES_RE.findall(out)
-        after = rc.maildir_state(off.root)
+        self.compare(off, oim, 'after the switch (%s caches)' % backend)
         problems = []
-        if r.rc != 0:
-            problems.append('oimap exit status %d' % r.rc)
-        if fetches:
-            problems.append('%d body FETCH commands (re-download): %s' % (
-                len(fetches), [ln for ln in out.splitlines()
-                               if rc.IMAP_BODY_FETCH_RE.search(ln)][:5]))
-        if appends:
-            problems.append('%d APPEND commands (duplicates on the server)' % len(appends))
-        if [w for w in writes if w != 'STORE']:
-            problems.append('server writes: %s' % sorted(set(writes)))
-        problems += rc.diff_states(state, after, 'offlineimap', 'oimap after takeover',
-                                   'Maildir')
-        def bases(ns):
-            return {re.split(r'[:!]2,', n)[0] for n in ns}
-        changed = bases(names) ^ bases(rc.tree_names(off.root))
-        if changed:
-            problems.append('Maildir files added/removed (beyond flag renames): %s' %
-                            sorted(changed)[:10])
-        srv2 = rc.server_state(self.dv, off.user)
-        if srv2 != srv:
-            problems += rc.diff_states(srv[0], srv2[0], 'before', 'after', 'server')
-            problems.append('server folders before %r, after %r' % (srv[1], srv2[1]))
-        meta2 = rc.file_contents(off.meta, skip='oimap' + os.sep)
-        if meta2 != meta:
-            problems.append('offlineimap metadata changed: %s' % sorted(
-                set(meta) ^ set(meta2) | {n for n in meta if meta.get(n) != meta2.get(n)}))
+        fetches = [ln for ln in out.splitlines() if rc.IMAP_BODY_FETCH_RE.search(ln)]
+        if len(fetches) != 1 or not re.search(r'FETCH %d \(' % new_sent, fetches[0]):
+            problems.append('body FETCHes other than the new message (UID %d in Sent): %s'
+                            % (new_sent, fetches[:5]))
+        appends = [w for w in rc.IMAP_WRITES_RE.findall(out) if w == 'APPEND']
+        if len(appends) != 1:
+            problems.append('%d APPENDs, expected 1 (the new local message)' % len(appends))
+        if out.count('taking over from offlineimap') != 4:
+            problems.append('not every folder was taken over from offlineimap')
+        # the Maildir: files as they were but for the changes (C and B renamed
+        # to carry F, D deleted, the new local message given its UID, the new
+        # server message added)
+        after = rc.file_contents(oim.root)
+        mid_of = {rel: imaputil.message_id(b) for rel, b in before.items()}
+        allowed = {B['message_id'], C['message_id'], D['message_id'],
+                   new_message(250, 1)[1], local_message_id(250, 2)}
+        for rel in sorted(set(before) ^ set(after)):
+            mid = mid_of.get(rel) or imaputil.message_id(after[rel])
+            if mid not in allowed:
+                problems.append('Maildir file %s %s' % (rel, 'gone' if rel in before
+                                                        else 'new'))
+        problems += ['Maildir file %s changed' % rel for rel in before
+                     if rel in after and after[rel] != before[rel]]
+        if rc.file_contents(oim.meta, skip='oimap' + os.sep) != meta:
+            problems.append("offlineimap's metadata changed")
         if problems:
             problems.append('--- oimap output without the protocol lines ---\n' + '\n'.join(
                 ln for ln in out.splitlines() if not re.match(r'imap: \S+ [SC]: ', ln))[-3000:])
-        self.assert_none(problems, 'migration from offlineimap (oimap run on the Maildir and '
-                         'metadata offlineimap left, same config):')
+        self.assert_none(problems, 'migration from offlineimap (%s caches):' % backend)
+        self.assert_idempotent(oim, 'after the switch')
         # and from now on oimap syncs the account
-        with self.dv.session(off.user) as s:
-            s.append('Sent', new_message(250, 1)[0], ['\\Seen'])
-        off.sync(tool='oimap')
-        off.sync(tool='oimap')
+        with self.dv.session(oim.user) as s:
+            s.append('Sent', new_message(250, 3)[0], ['\\Seen'])
+        oim.sync()
         lstate = {f: [m._replace(flags=imap_flags(m.flags)) for m in ms]
-                  for f, ms in rc.maildir_state(off.root).items()}
-        self.assert_none(rc.diff_states(lstate, rc.server_state(self.dv, off.user)[0],
+                  for f, ms in rc.maildir_state(oim.root).items()}
+        self.assert_none(rc.diff_states(lstate, rc.server_state(self.dv, oim.user)[0],
                                         'Maildir', 'server', 'after takeover'))
+
+    def test_5_switch_from_offlineimap(self):
+        """Migration from offlineimap 8's SQLite status caches."""
+        self.switch_from_offlineimap('6', 25, 'sqlite')
+
+    def test_5b_switch_from_offlineimap_plain(self):
+        """Migration from plain-text status caches (status_backend = plain)."""
+        self.switch_from_offlineimap('10', 30, 'plain')
 
     def test_7_starttls(self):
         """The same config over STARTTLS with sslcacertfile (as most real

@@ -12,12 +12,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import util  # noqa: E402
 from util import corpus, listeners  # noqa: E402
-from test_daemon import config, count_local, message, stop, wait_count, wait_syncs  # noqa: E402
+from test_daemon import (config, count_local, message, no_core_files, stop,  # noqa: E402
+                         wait_count, wait_syncs)
 
 
 class TestSignals(util.DovecotTestCase):
     dovecot_args = {'users': {u: 'pw-' + u for u in
-                              ('u1', 'u2', 'u3', 'u4', 'u5', 'u6', 'u7', 'u8')}}
+                              ('u1', 'u2', 'u3', 'u4', 'u5', 'u6', 'u7', 'u8', 'u9')}}
 
     def start(self, user, account_opts=None, remote=None):
         self.dv.append(user, 'INBOX', message(1))
@@ -94,7 +95,11 @@ class TestSignals(util.DovecotTestCase):
         self._graceful('u5', signal.SIGHUP)
 
     def test_sigquit_dumps_and_aborts(self):
-        _, _, p = self.start('u6', remote={'idlefolders': "['INBOX']"})
+        """Idle: the account, its IDLE connection and the connection held
+        for the next sync are in the log; then SIGABRT."""
+        with no_core_files():
+            _, _, p = self.start('u6', remote={'idlefolders': "['INBOX']",
+                                               'holdconnectionopen': 'yes'})
         self.assertTrue(p.wait_for_output('watching 1 folder', 20), p.stderr)
         time.sleep(0.3)
         p.signal(signal.SIGQUIT)
@@ -104,7 +109,38 @@ class TestSignals(util.DovecotTestCase):
         self.assertIn('SIGQUIT: state of oimap', err)
         self.assertRegex(err, r'Account test: waiting; \d+ sync\(s\) done, last ok')
         self.assertRegex(err,
-                         r'IDLE INBOX: idle; connection IDLE \(127\.0\.0\.1:\d+\).* 0 reconnects')
+                         r'IDLE INBOX: idle; connection IDLE \(127\.0\.0\.1:\d+\).* 0 reconnects; '
+                         r'1 command\(s\) in flight, oldest IDLE, 0 bytes queued')
+        self.assertRegex(err, r'held connection of Account test: 127\.0\.0\.1:\d+, SELECTED; '
+                              r'held \d+ s; 0 keepalive NOOP\(s\); 0 command\(s\) in flight')
+        self.assertIn('SIGQUIT: aborting for a core dump', err)
+
+    def test_sigquit_during_sync(self):
+        """In the middle of a download: the sync's stage, its connections
+        (peer, state, folder, commands in flight, bytes queued) and its
+        folder jobs are in the log."""
+        user = 'u9'
+        corpus.fill(self.dv, user, 300, seed=9, folders=(('INBOX', 100, 'inbox'),
+                                                         ('Lists/dev', 40, 'list')),
+                    min_size=2000, max_size=8000)
+        root, conf = config(self.dv, self.tmp, user, account_opts={'autorefresh': '10'},
+                            remote={'maxconnections': '2'}, general={'fsync': 'yes'})
+        with no_core_files():
+            p = util.start_oimap(['-u', 'basic'], conf, cwd=self.tmp)
+        deadline = time.monotonic() + 20
+        while count_local(root, 'INBOX') < 5 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        p.signal(signal.SIGQUIT)
+        self.assertEqual(p.wait(15), -signal.SIGABRT, p.stderr)
+        err = p.stderr
+        if count_local(root, 'INBOX') + count_local(root, 'Lists/dev') >= 300:
+            self.skipTest('the sync ended before SIGQUIT arrived')
+        self.assertRegex(err, r'sync of Account test: syncing folders for \d+ s; \d+ folder\(s\): '
+                              r'\d+ done \(0 failed\)')
+        self.assertRegex(err, r'connection 1: 127\.0\.0\.1:\d+, SELECTED; syncing folder '
+                              r'(INBOX|Lists/dev); \d+ command\(s\) in flight(, oldest '
+                              r'[A-Z ]+)?, \d+ waiting, \d+ bytes queued')
+        self.assertRegex(err, r'folder (INBOX|Lists/dev): syncing on connection [12]')
 
     def test_stuck_server_exit_within_10s(self):
         """A sync stuck on a server that never answers (no socktimeout):

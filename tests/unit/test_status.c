@@ -10,6 +10,7 @@
 #include <lmdb.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -344,6 +345,107 @@ static void test_messages(void)
     status_close(&st);
 }
 
+/* IMAP<->IMAP half records known on the local side only (remote uid 0). */
+static void test_near_only(void)
+{
+    struct status *st;
+    struct status_txn *t;
+    struct status_folder f;
+    struct status_msg m;
+    is_int(status_open(tpath("meta"), "nearonly", false, &st), 0, "open");
+    status_txn_begin(st, &t);
+    status_txn_folder_get_or_create(t, "L", "R", &f);
+    m = (struct status_msg){.remote_uid = 7, .local_uid = 3, .flags = STATUS_FLAG_SEEN};
+    is_int(status_txn_msg_put(t, f.id, &m), 0, "pair remote 7 / local 3");
+    m = (struct status_msg){
+        .local_uid = 9, .flags = STATUS_FLAG_FLAGGED, .size = 55, .state = STATUS_MSG_REMOTE_GONE};
+    is_int(status_txn_msg_put(t, f.id, &m), 0, "near-only local 9");
+    m = (struct status_msg){.local_uid = 7, .state = STATUS_MSG_REMOTE_GONE};
+    is_int(status_txn_msg_put(t, f.id, &m), 0, "near-only local 7 beside remote 7");
+    m = (struct status_msg){.remote_uid = 0, .local_uid = 0};
+    is_int(status_txn_msg_put(t, f.id, &m), -EINVAL, "no uid at all refused");
+    status_txn_abort(&t);
+    ok(t == NULL, "aborted");
+
+    status_txn_begin(st, &t);
+    status_txn_folder_get_or_create(t, "L", "R", &f);
+    m = (struct status_msg){.remote_uid = 7, .local_uid = 3, .flags = STATUS_FLAG_SEEN};
+    status_txn_msg_put(t, f.id, &m);
+    m = (struct status_msg){
+        .local_uid = 9, .flags = STATUS_FLAG_FLAGGED, .size = 55, .state = STATUS_MSG_REMOTE_GONE};
+    status_txn_msg_put(t, f.id, &m);
+    m = (struct status_msg){.local_uid = 7, .state = STATUS_MSG_REMOTE_GONE};
+    status_txn_msg_put(t, f.id, &m);
+    is_int(status_txn_commit(&t), 0, "commit");
+
+    struct status_msg *v;
+    size_t n;
+    is_int(status_msg_load(st, f.id, &v, &n), 0, "load");
+    ok(n == 3 && v[0].remote_uid == 0 && v[0].local_uid == 7 && v[1].remote_uid == 0 &&
+           v[1].local_uid == 9 && v[1].size == 55 && v[1].flags == STATUS_FLAG_FLAGGED &&
+           v[2].remote_uid == 7 && v[2].local_uid == 3,
+       "near-only records first, by local uid, then by remote uid");
+    free(v);
+    is_int(status_msg_get_local(st, f.id, 9, &m), 0, "near-only found by local uid");
+    ok(m.remote_uid == 0 && m.state == STATUS_MSG_REMOTE_GONE, "... as a remote-gone half");
+    is_int(status_msg_get_local(st, f.id, 3, &m), 0, "mapped pair still found");
+    ok(m.remote_uid == 7, "local 3 -> remote 7");
+    is_int(status_msg_get(st, f.id, 0, &m), -ENOENT, "remote uid 0 names no record");
+
+    /* S4 across the two key forms. */
+    status_txn_begin(st, &t);
+    m = (struct status_msg){.local_uid = 3};
+    is_int(status_txn_msg_put(t, f.id, &m), OIMAP_ESTATUS, "local uid of a pair: refused");
+    status_txn_abort(&t);
+    status_txn_begin(st, &t);
+    m = (struct status_msg){.remote_uid = 12, .local_uid = 9};
+    is_int(status_txn_msg_put(t, f.id, &m), OIMAP_ESTATUS,
+           "pairing a local uid held by a near-only record: refused");
+    status_txn_abort(&t);
+
+    status_txn_begin(st, &t);
+    m = (struct status_msg){
+        .local_uid = 9, .flags = STATUS_FLAG_SEEN, .state = STATUS_MSG_REMOTE_GONE};
+    is_int(status_txn_msg_put(t, f.id, &m), 0, "near-only record replaced");
+    is_int(status_txn_msg_del_local(t, f.id, 7), 0, "near-only 7 deleted by local uid");
+    is_int(status_txn_msg_del_local(t, f.id, 3), 0, "pair deleted by its local uid");
+    is_int(status_txn_msg_del_local(t, f.id, 3), -ENOENT, "twice: ENOENT");
+    is_int(status_txn_msg_del(t, f.id, 0), -ENOENT, "remote uid 0: ENOENT");
+    is_int(status_txn_commit(&t), 0, "commit");
+    is_int(status_msg_load(st, f.id, &v, &n), 0, "load");
+    ok(n == 1 && v[0].local_uid == 9 && v[0].flags == STATUS_FLAG_SEEN, "one record left");
+    free(v);
+    is_int(status_msg_get(st, f.id, 7, &m), -ENOENT, "pair gone");
+    FILE *out = fopen("/dev/null", "w");
+    is_int(status_dump_store(st, out), 0, "dump with a near-only record");
+    fclose(out);
+
+    /* The folder's keyword names (IMAP<->IMAP keyword bits). */
+    char *names;
+    size_t len;
+    is_int(status_folder_keywords(st, f.id, &names, &len), 0, "no keywords yet");
+    ok(names == NULL && len == 0, "none");
+    status_txn_begin(st, &t);
+    is_int(status_txn_folder_keywords_put(t, f.id, "$Label1\0Work\0", 13), 0, "keywords put");
+    is_int(status_txn_folder_keywords_put(t, f.id, "bad", 3), -EINVAL, "unterminated refused");
+    status_txn_abort(&t);
+    status_txn_begin(st, &t);
+    status_txn_folder_keywords_put(t, f.id, "$Label1\0Work\0", 13);
+    is_int(status_txn_commit(&t), 0, "commit");
+    is_int(status_folder_keywords(st, f.id, &names, &len), 0, "keywords read");
+    ok(len == 13 && names && memcmp(names, "$Label1\0Work\0", 13) == 0, "keywords as put");
+    free(names);
+
+    /* Forgetting the folder takes the near-only records too. */
+    status_txn_begin(st, &t);
+    is_int(status_txn_folder_del(t, f.id), 0, "folder deleted");
+    is_int(status_txn_commit(&t), 0, "commit");
+    is_int(status_msg_get_local(st, f.id, 9, &m), -ENOENT, "near-only record gone with it");
+    is_int(status_folder_keywords(st, f.id, &names, &len), 0, "keywords read");
+    ok(names == NULL, "keywords gone with it");
+    status_close(&st);
+}
+
 static void test_intents(void)
 {
     struct status *st;
@@ -575,19 +677,13 @@ static void test_lock(void)
     status_close(&st);
 }
 
-static void test_schema(void)
+/* Write a schema version behind the store's back (LMDB directly). */
+static int poke_schema(const char *envdir, unsigned char v3)
 {
-    char meta[512];
-    snprintf(meta, sizeof meta, "%s", tpath("meta"));
-    struct status *st;
-    is_int(status_open(meta, "schema", false, &st), 0, "open");
-    status_close(&st);
-    char *envdir;
-    status_env_path(meta, "schema", &envdir);
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dbi;
-    unsigned char ver[4] = {0, 0, 0, 99};
+    unsigned char ver[4] = {0, 0, 0, v3};
     MDB_val k = {6, "schema"}, v = {4, ver};
     int rc = mdb_env_create(&env);
     mdb_env_set_maxdbs(env, 8);
@@ -597,24 +693,87 @@ static void test_schema(void)
     rc = rc ? rc : mdb_put(txn, dbi, &k, &v, 0);
     rc = rc ? rc : mdb_txn_commit(txn);
     mdb_env_close(env);
-    is_int(rc, 0, "schema version set to 99 behind our back");
+    return rc;
+}
+
+static int read_schema(const char *envdir)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val k = {6, "schema"}, v;
+    int ver = -1;
+    int rc = mdb_env_create(&env);
+    mdb_env_set_maxdbs(env, 8);
+    rc = rc ? rc : mdb_env_open(env, envdir, MDB_RDONLY, 0600);
+    rc = rc ? rc : mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+    rc = rc ? rc : mdb_dbi_open(txn, "meta", 0, &dbi);
+    if (rc == 0 && mdb_get(txn, dbi, &k, &v) == 0 && v.mv_size == 4)
+        ver = ((unsigned char *)v.mv_data)[3];
+    if (rc == 0)
+        mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return ver;
+}
+
+static void test_schema(void)
+{
+    char meta[512];
+    snprintf(meta, sizeof meta, "%s", tpath("meta"));
+    struct status *st;
+    is_int(status_open(meta, "schema", false, &st), 0, "open");
+    status_close(&st);
+    char *envdir;
+    status_env_path(meta, "schema", &envdir);
+    is_int(poke_schema(envdir, 99), 0, "schema version set to 99 behind our back");
     is_int(status_open(meta, "schema", false, &st), OIMAP_ESTATUS, "newer schema refused");
     is_int(status_open(meta, "schema", true, &st), OIMAP_ESTATUS, "also read-only");
     FILE *out = fopen("/dev/null", "w");
     is_int(status_dump(envdir, out), OIMAP_ESTATUS, "dump refuses too");
     fclose(out);
-    /* Left untouched: still 99. */
-    mdb_env_create(&env);
-    mdb_env_set_maxdbs(env, 8);
-    rc = mdb_env_open(env, envdir, MDB_RDONLY, 0600);
-    rc = rc ? rc : mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
-    rc = rc ? rc : mdb_dbi_open(txn, "meta", 0, &dbi);
-    rc = rc ? rc : mdb_get(txn, dbi, &k, &v);
-    ok(rc == 0 && v.mv_size == 4 && ((unsigned char *)v.mv_data)[3] == 99,
-       "refused store left as it was");
-    if (rc == 0)
-        mdb_txn_abort(txn);
-    mdb_env_close(env);
+    is_int(read_schema(envdir), 99, "refused store left as it was");
+    free(envdir);
+}
+
+/* A version 1 store (what oimap wrote before near-only records): read as it
+ * is, migrated to version 2 by a writable open, its records kept. */
+static void test_schema_migration(void)
+{
+    char meta[512];
+    snprintf(meta, sizeof meta, "%s", tpath("meta"));
+    struct status *st;
+    struct status_txn *t;
+    struct status_folder f;
+    struct status_msg m;
+    is_int(status_open(meta, "v1", false, &st), 0, "open");
+    status_txn_begin(st, &t);
+    status_txn_folder_get_or_create(t, "INBOX", "INBOX", &f);
+    m = (struct status_msg){.remote_uid = 4, .local_uid = 4, .flags = STATUS_FLAG_SEEN};
+    status_txn_msg_put(t, f.id, &m);
+    is_int(status_txn_commit(&t), 0, "a record");
+    status_close(&st);
+    char *envdir;
+    status_env_path(meta, "v1", &envdir);
+    is_int(read_schema(envdir), (int)STATUS_SCHEMA_VERSION, "new stores get the current version");
+    is_int(poke_schema(envdir, 1), 0, "store set back to version 1");
+
+    is_int(status_open(meta, "v1", true, &st), 0, "version 1 opens read-only");
+    is_int(status_msg_get(st, f.id, 4, &m), 0, "its record reads");
+    status_close(&st);
+    is_int(read_schema(envdir), 1, "a read-only open migrates nothing");
+
+    is_int(status_open(meta, "v1", false, &st), 0, "version 1 opens writable");
+    is_int(status_msg_get(st, f.id, 4, &m), 0, "record kept");
+    ok(m.local_uid == 4 && m.flags == STATUS_FLAG_SEEN, "record unchanged");
+    status_txn_begin(st, &t);
+    m = (struct status_msg){.local_uid = 8, .state = STATUS_MSG_REMOTE_GONE};
+    is_int(status_txn_msg_put(t, f.id, &m), 0, "near-only record in the migrated store");
+    is_int(status_txn_commit(&t), 0, "commit");
+    status_close(&st);
+    is_int(read_schema(envdir), 2, "migrated to version 2");
+    is_int(status_open(meta, "v1", false, &st), 0, "reopens");
+    is_int(status_msg_get_local(st, f.id, 8, &m), 0, "near-only record there");
+    status_close(&st);
     free(envdir);
 }
 
@@ -815,11 +974,13 @@ int main(void)
     test_paths_and_open();
     test_folders();
     test_messages();
+    test_near_only();
     test_intents();
     test_dump();
     test_readonly();
     test_lock();
     test_schema();
+    test_schema_migration();
     test_growth();
     test_performance();
     test_crash();
