@@ -35,8 +35,10 @@
  * Calls block the calling thread (the loop thread): the callers' interfaces
  * are synchronous and a warm helper answers in tens of microseconds.  A call
  * gets no answer within 30 s (an eval request, which may be a passphrase
- * prompt: 10 minutes) -> the helper is killed and every later request fails.
- * Not thread-safe: one thread.
+ * prompt: 10 minutes) -> the helper is killed and the calls of expressions
+ * compiled until then fail; the next pyexpr_compile() (a daemon's next sync)
+ * starts a new helper, at most 3 times per run.  A pythonfile that does not
+ * load is final.  Not thread-safe: one thread.
  */
 #ifndef OIMAP_PYHELPER_H
 #define OIMAP_PYHELPER_H

@@ -863,7 +863,7 @@ static void check_names(struct ctx *c, enum kind k, int repotype, const struct c
             diag_at(c, CONFIG_DIAG_WARN, &l, "unknown option, ignored");
             continue;
         }
-        if (!applies(d, k, repotype)) {
+        if (repotype >= 0 && !applies(d, k, repotype)) { /* (find_desc matched k) */
             diag_at(c, CONFIG_DIAG_WARN, &l, "not used by %s repositories, ignored",
                     repotype_names[repotype]);
             continue;

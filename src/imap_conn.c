@@ -1919,8 +1919,8 @@ void imap_conn_close(struct imap_conn **cp)
         return;
     c->closing = true;
     c->body_cmd = NULL;
-    while (c->head) {
-        struct cmd *cmd = c->head;
+    for (struct cmd *cmd = c->head, *next; cmd; cmd = next) {
+        next = cmd->next;
         unlink_cmd(c, cmd);
         cmd_free(cmd);
     }

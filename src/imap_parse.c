@@ -1067,6 +1067,8 @@ int imap_parser_feed(struct imap_parser *p, const char *buf, size_t len)
     p->consumed = 0;
     if (p->err)
         return p->err;
+    if (!buf && len)
+        return -EINVAL;
     while (n > 0) {
         if (p->state == ST_LIT_STREAM) {
             size_t k = n < p->lit_left ? n : (size_t)p->lit_left;
@@ -1413,7 +1415,7 @@ static bool digits(const char *s, size_t n, unsigned *v_r)
 
 int imap_parse_date_time(const char *s, size_t len, time_t *t_r)
 {
-    static const char months[] = "janfebmaraprmayjunjulaugsepoctnovdec";
+    static const unsigned char months[] = "janfebmaraprmayjunjulaugsepoctnovdec";
     static const unsigned char mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     const char *e = s + len;
     unsigned d, m = 0, y, hh, mm, ss, zh, zm;

@@ -76,7 +76,7 @@ int maildir_flags_parse(const char *s, size_t len, struct maildir_flags *r)
 int maildir_flags_format(char *buf, size_t size, const struct maildir_flags *fl)
 {
     size_t n = 0;
-    for (char c = 'A'; c <= 'z'; c++) {
+    for (int c = 'A'; c <= 'z'; c++) {
         bool on;
         if (c >= 'a')
             on = fl->custom & (1u << (c - 'a'));
@@ -88,7 +88,7 @@ int maildir_flags_format(char *buf, size_t size, const struct maildir_flags *fl)
             continue;
         if (n + 1 >= size)
             return -ENAMETOOLONG;
-        buf[n++] = c;
+        buf[n++] = (char)c;
     }
     if (size == 0)
         return -ENAMETOOLONG;
@@ -108,7 +108,7 @@ int maildir_name_parse(const char *name, char infosep, struct maildir_name *r)
 {
     memset(r, 0, sizeof(*r));
     size_t len = strlen(name);
-    if (len == 0 || len > MAILDIR_NAME_MAX || name[0] == '.' || memchr(name, '/', len))
+    if (len == 0 || len > MAILDIR_NAME_MAX || name[0] == '.' || strchr(name, '/'))
         return OIMAP_ENAME;
     const char *info = memchr(name, infosep, len);
     const char *end = info ? info : name + len;

@@ -662,7 +662,7 @@ int plan_make(const struct plan_input *in, struct plan **plan_r)
     int rc;
 
     *plan_r = NULL;
-    if (!in || (rc = plan_validate(in)) < 0)
+    if (!in || plan_validate(in) < 0)
         return -EINVAL;
     memset(&c, 0, sizeof(c));
     c.in = in;

@@ -3,8 +3,10 @@
 #ifndef OIMAP_PYEVAL_INT_H
 #define OIMAP_PYEVAL_INT_H
 
+#include "err.h"
 #include "pyeval.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -145,8 +147,11 @@ struct pe_ctx {
 };
 
 int pe_eval_node(struct pe_ctx *c, const struct pe_node *n, struct pyval *out);
-/* Record "WHERE: message" as the evaluation error; returns OIMAP_ECONFIG. */
-int pe_rt_err(struct pe_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Record "WHERE: message" as the evaluation error; evaluates to OIMAP_ECONFIG.
+ * A macro so that callers, and clang-analyzer (which does not follow calls
+ * into variadic functions), see the error path return a negative code. */
+void pe_rt_msg(struct pe_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define pe_rt_err(...) (pe_rt_msg(__VA_ARGS__), OIMAP_ECONFIG)
 /* The compiled pattern for pat/flags, from the cache or compiled now. */
 int pe_re_get(struct pyeval *e, const char *pat, size_t len, int flags, char *err, size_t errlen,
               const struct pyeval_re **re_r);
@@ -169,7 +174,10 @@ struct pe_sbuf {
 };
 
 int pe_steps(struct pe_ctx *c, size_t n);
-int pe_oom(struct pe_ctx *c);
+/* Record a MemoryError; evaluates to OIMAP_ECONFIG when the evaluator's own
+ * limit refused, -ENOMEM when malloc did (a macro for the reason above). */
+void pe_oom_msg(struct pe_ctx *c);
+#define pe_oom(c) (pe_oom_msg(c), (c)->ar->over ? OIMAP_ECONFIG : -ENOMEM)
 int pe_alloc_str(struct pe_ctx *c, size_t len, char **p_r);
 int pe_alloc_vals(struct pe_ctx *c, size_t n, struct pyval **v_r);
 int pe_mk_str(struct pe_ctx *c, const char *s, size_t len, struct pyval *out);

@@ -19,29 +19,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pe_rt_err(struct pe_ctx *c, const char *fmt, ...)
+void pe_rt_msg(struct pe_ctx *c, const char *fmt, ...)
 {
     struct pyeval *e = c->e;
     if (e->errmsg[0]) /* keep the first, innermost error */
-        return OIMAP_ECONFIG;
+        return;
     int n = snprintf(e->errmsg, sizeof e->errmsg, "%s: ", e->where);
     if (n < 0 || (size_t)n >= sizeof e->errmsg)
-        return OIMAP_ECONFIG;
+        return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e->errmsg + n, sizeof e->errmsg - (size_t)n, fmt, ap);
     va_end(ap);
-    return OIMAP_ECONFIG;
 }
 
-int pe_oom(struct pe_ctx *c)
+void pe_oom_msg(struct pe_ctx *c)
 {
-    if (c->ar->over) {
-        pe_rt_err(c, "MemoryError: the values built exceed the evaluator's limit");
-        return OIMAP_ECONFIG;
-    }
-    pe_rt_err(c, "MemoryError");
-    return -ENOMEM;
+    if (c->ar->over)
+        pe_rt_msg(c, "MemoryError: the values built exceed the evaluator's limit");
+    else
+        pe_rt_msg(c, "MemoryError");
 }
 
 int pe_steps(struct pe_ctx *c, size_t n)
@@ -889,8 +886,8 @@ static int expand(struct pe_ctx *c, const struct pyeval_re *re, const struct pyv
             bool o3 = o2 && i + 1 < n && p[i + 1] >= '0' && p[i + 1] <= '7';
             if (e == '0' || (e <= '7' && o3)) {
                 uint32_t v = (uint32_t)(e - '0');
-                int maxd = e == '0' ? 2 : 2;
-                for (int k = 0; k < maxd && i < n && p[i] >= '0' && p[i] <= '7'; k++)
+                /* up to two more octal digits, after \0 as after \1-\7 */
+                for (int k = 0; k < 2 && i < n && p[i] >= '0' && p[i] <= '7'; k++)
                     v = v * 8 + (uint32_t)(p[i++] - '0');
                 if (v > 0377)
                     return pe_rt_err(c, "re.error: octal escape value outside of range 0-0o377");
@@ -1139,7 +1136,10 @@ static int attr_err(struct pe_ctx *c, const struct pyval *o, int fn)
 static int eval_call(struct pe_ctx *c, const struct pe_node *n, struct pyval *out)
 {
     const struct pe_fn *f = &pe_fns[n->fn];
-    struct pyval o = {.type = PYV_NONE}, a[5];
+    /* a[] starts as None: the parser checked the arity against pe_fns[],
+     * so no argument beyond those given is read, but the analyzer cannot
+     * see that */
+    struct pyval o = {.type = PYV_NONE}, a[5] = {{.type = PYV_NONE}};
     const struct pyval *ap[5] = {NULL, NULL, NULL, NULL, NULL};
     int r;
     if (n->kids[0] && (r = pe_eval_node(c, n->kids[0], &o)) < 0)

@@ -288,7 +288,7 @@ struct rparser {
     int nopen;
 };
 
-__attribute__((format(printf, 2, 3))) static int rerr(struct rparser *ps, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void rerr_msg(struct rparser *ps, const char *fmt, ...)
 {
     if (ps->err && ps->errlen) {
         va_list ap;
@@ -298,8 +298,12 @@ __attribute__((format(printf, 2, 3))) static int rerr(struct rparser *ps, const 
         if (n >= 0 && (size_t)n < ps->errlen)
             snprintf(ps->err + n, ps->errlen - (size_t)n, " at position %zu", ps->i);
     }
-    return OIMAP_ECONFIG;
 }
+
+/* The pattern error: message, then OIMAP_ECONFIG.  A macro so that the
+ * error path visibly returns < 0 (clang-analyzer does not enter variadic
+ * functions). */
+#define rerr(...) (rerr_msg(__VA_ARGS__), OIMAP_ECONFIG)
 
 static int node_new(struct rparser *ps, int kind)
 {
@@ -486,7 +490,7 @@ static int parse_class(struct rparser *ps)
                 uint32_t esc = next_cp(ps);
                 if (esc == 'b') {
                     hi = 8;
-                } else if (set_of(esc) || (r = char_escape(ps, esc, &hi)) <= 0) {
+                } else if (set_of(esc) || char_escape(ps, esc, &hi) <= 0) {
                     r = rerr(ps, "bad character range");
                     goto fail;
                 }

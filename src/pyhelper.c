@@ -36,6 +36,7 @@
 #define PH_STOP_GRACE_MS 2000     /* time to exit after end of input */
 #define PH_FD_IN 3                /* the helper reads requests here */
 #define PH_FD_OUT 4               /* and writes replies here */
+#define PH_MAX_RESTARTS 3         /* after a crash or a hang, per run */
 
 /* The helper program.  It mirrors offlineimap's LocalEval: the pythonfile
  * is executed as a module called '<none>' and every name of it (dir())
@@ -155,7 +156,10 @@ static struct {
     char *where;      /* "FILE:LINE: [general] pythonfile" */
     pid_t pid;        /* 0: not running */
     int to_fd, from_fd;
-    char *dead; /* why the helper cannot be used any more; NULL while usable */
+    char *dead;      /* why the helper cannot be used any more; NULL while usable */
+    bool dead_final; /* pythonfile does not load: no restart helps */
+    unsigned gen;    /* helper processes started: function ids are per process */
+    unsigned restarts;
     char *rbuf; /* bytes received and not yet consumed */
     size_t rlen, rcap, consumed;
     bool atexit_set;
@@ -288,7 +292,8 @@ void pyhelper_disable(void)
     free(H.rbuf);
     H.pythonfile = H.where = H.dead = H.rbuf = NULL;
     H.rcap = 0;
-    H.enabled = false;
+    H.enabled = H.dead_final = false;
+    H.restarts = 0;
 }
 
 static void on_exit_stop(void)
@@ -871,12 +876,21 @@ static const struct pyval *dict_get(const struct pyval *d, const char *key)
 
 /* ---- one exchange --------------------------------------------------------------------------- */
 
-/* Start the helper if needed and read its greeting.  Returns 0, or
- * OIMAP_ECONFIG / -ENOENT with H.dead saying why. */
+/* Start the helper if needed and read its greeting.  A helper that crashed
+ * or hung is started again for a new expression (restart: a daemon's next
+ * sync compiles its expressions again), a few times per run; expressions
+ * compiled before keep failing, their functions lived in the old process.
+ * Returns 0, or OIMAP_ECONFIG / -ENOENT with H.dead saying why. */
 static int helper_ready(void)
 {
-    if (H.dead)
+    if (H.dead && (H.dead_final || H.restarts >= PH_MAX_RESTARTS))
         return OIMAP_ECONFIG;
+    if (H.dead) {
+        log_warn("%s: starting python3 again (%s)", H.where, H.dead);
+        free(H.dead);
+        H.dead = NULL;
+        H.restarts++;
+    }
     if (H.pid > 0)
         return 0;
     int r = helper_start();
@@ -902,23 +916,36 @@ static int helper_ready(void)
     const struct pyval *err = r == 0 ? dict_get(&hello, "error") : NULL;
     if (r == 0 && dict_get(&hello, "hello")) {
         arena_reset(&a);
+        H.gen++;
         return 0;
     }
-    if (err && err->type == PYV_STR)
+    if (err && err->type == PYV_STR) {
         set_dead("%s: %s", H.where, err->u.str.s);
+        H.dead_final = true;
+    }
     arena_reset(&a);
     helper_kill("it did not greet as expected");
     return OIMAP_ECONFIG;
 }
 
 /* Send req (one JSON line, without the line end) and parse the reply into
- * a.  Returns 0 with the reply object in *reply_r, or OIMAP_ECONFIG with
- * H.dead set (the helper is gone), -ENOENT (no python3), -ENOMEM. */
-static int exchange(struct sbuf *req, int timeout_ms, struct arena *a, struct pyval *reply_r)
+ * a.  want_gen: 0 for an eval (the helper is started, or started again, as
+ * needed); for a call, the helper process holding the function.  Returns 0
+ * with the reply object in *reply_r, or OIMAP_ECONFIG with H.dead set (the
+ * helper is gone), -ESTALE (not the process of want_gen), -ENOENT (no
+ * python3), -ENOMEM. */
+static int exchange(struct sbuf *req, int timeout_ms, unsigned want_gen, struct arena *a,
+                    struct pyval *reply_r)
 {
-    int r = helper_ready();
-    if (r < 0)
+    int r;
+    if (want_gen) { /* a call: the function lives in helper process want_gen */
+        if (H.dead)
+            return OIMAP_ECONFIG;
+        if (H.pid <= 0 || H.gen != want_gen)
+            return -ESTALE;
+    } else if ((r = helper_ready()) < 0) {
         return r;
+    }
     sb_add(req, "\n", 1);
     if (req->oom)
         return -ENOMEM;
@@ -949,6 +976,7 @@ static int exchange(struct sbuf *req, int timeout_ms, struct arena *a, struct py
 
 struct pyexpr {
     struct pyeval *pe; /* NULL: in python3 */
+    unsigned gen;      /* the helper process holding fn */
     char *src;         /* kept to hand it to python3 later (see pyeval_gave_up) */
     bool with_re;
     bool is_fn;
@@ -1014,13 +1042,19 @@ static int python_compile(struct pyexpr *x, const char *src, bool with_re, const
     json_str(&req, src, strlen(src));
     sb_str(&req, "}");
     struct pyval reply;
-    int r = exchange(&req, PH_EVAL_TIMEOUT_MS, &x->keep, &reply);
+    int r = exchange(&req, PH_EVAL_TIMEOUT_MS, 0, &x->keep, &reply);
     sb_free(&req);
     if (r == -ENOENT) {
-        report(err, errlen,
-               "%s: needs python3, which was not found in PATH (oimap's own "
-               "evaluator: %s)",
-               x->where, reason);
+        const char *env = getenv("OIMAP_PYTHON");
+        if (env && *env)
+            report(err, errlen,
+                   "%s: needs python3, and $OIMAP_PYTHON (%s) is not executable (oimap's own "
+                   "evaluator: %s)",
+                   x->where, env, reason);
+        else
+            report(err, errlen,
+                   "%s: needs python3, which was not found in PATH (oimap's own evaluator: %s)",
+                   x->where, reason);
         return OIMAP_ECONFIG;
     }
     if (r == -ENOMEM)
@@ -1031,7 +1065,9 @@ static int python_compile(struct pyexpr *x, const char *src, bool with_re, const
     }
     const char *e = reply_error(&reply);
     if (e) {
-        report(err, errlen, "%s: %s", x->where, e);
+        bool hint = !H.pythonfile && strncmp(e, "NameError", 9) == 0;
+        report(err, errlen, "%s: %s%s", x->where, e,
+               hint ? " (no [general] pythonfile is set)" : "");
         return OIMAP_ECONFIG;
     }
     int64_t lo, hi;
@@ -1039,6 +1075,7 @@ static int python_compile(struct pyexpr *x, const char *src, bool with_re, const
     if (int_field(&reply, "fn", &x->fn) == 0 && int_field(&reply, "min", &lo) == 0 &&
         int_field(&reply, "max", &hi) == 0) {
         x->is_fn = true;
+        x->gen = H.gen;
         x->min = lo > 1000 ? 1000 : (int)lo;
         x->max = hi > 1000 ? 1000 : (int)hi;
     } else if (v) {
@@ -1184,10 +1221,16 @@ int pyexpr_call(struct pyexpr *x, const struct pyval *args, size_t nargs, struct
         return OIMAP_ECONFIG;
     }
     struct pyval reply;
-    r = exchange(&req, PH_CALL_TIMEOUT_MS, &x->scratch, &reply);
+    r = exchange(&req, PH_CALL_TIMEOUT_MS, x->gen, &x->scratch, &reply);
     sb_free(&req);
     if (r == -ENOMEM)
         return r;
+    if (r == -ESTALE) {
+        snprintf(x->err, sizeof x->err,
+                 "%s: the python3 helper was restarted since this expression was compiled",
+                 x->where);
+        return OIMAP_ECONFIG;
+    }
     if (r < 0) {
         snprintf(x->err, sizeof x->err, "%s: %s", x->where, H.dead ? H.dead : "python3 failed");
         return OIMAP_ECONFIG;

@@ -505,7 +505,7 @@ static void list_done(struct job *j)
     struct repo_maildir_folder_list *l = malloc(sizeof(*l));
     if (l)
         *l = lj->list;
-    else if (lj->st == 0)
+    else if (lj->st >= 0)
         lj->st = -ENOMEM;
     if (lj->st < 0) {
         log_error("maildir %s: cannot list folders: %s", md->root, err_str(lj->st));
@@ -762,6 +762,7 @@ static void scan_work(struct job *j)
         sj->st = -ENOMEM;
         return;
     }
+    sj->cap = 0; /* of sj->l->v: a new listing has room for nothing yet */
     sj->st = scan_dir(sj, true);
     if (sj->st == 0)
         sj->st = scan_dir(sj, false);
@@ -822,6 +823,8 @@ static void scan_done(struct job *j)
     free(sj->stray);
     if (l && l->n_stray > sj->nstray_names)
         log_warn("maildir '%s': %zu more stray files", f->name, l->n_stray - sj->nstray_names);
+    else if (!l && sj->st >= 0)
+        sj->st = -ENOMEM; /* (scan_work sets it already when it has no listing) */
     if (sj->st < 0) {
         log_error("maildir '%s': cannot scan %s: %s", f->name, f->path, err_str(sj->st));
         repo_maildir_listing_free(&sj->l);

@@ -130,11 +130,8 @@ static char *path_join(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
     char *p = malloc(la + lb + 2);
-    if (!p)
-        return NULL;
-    memcpy(p, a, la);
-    p[la] = '/';
-    memcpy(p + la + 1, b, lb + 1);
+    if (p)
+        snprintf(p, la + lb + 2, "%s/%s", a, b);
     return p;
 }
 

@@ -56,12 +56,7 @@ def records(dv, user, folder):
     """fetch_all records; the body hash and Message-ID taken without our
     marker header (a copy carries one)."""
     with dv.session(user) as s:
-        recs = s.fetch_all(folder, with_body=True)
-    for r in recs:
-        body = TUID_RE.sub(b'', r.pop('body'), count=1)
-        r['body_sha256'] = imaputil.body_sha256(body)
-        r['message_id'] = imaputil.message_id(body)
-    return recs
+        return records_of(s, folder)
 
 
 def summary(dv, user, folder, dates=False):
@@ -71,6 +66,25 @@ def summary(dv, user, folder, dates=False):
         by = {(r['message_id'] or '', r['body_sha256']): r['internaldate'] for r in recs}
         out = sorted(k + (by[k[:2]],) for k in out)
     return out
+
+
+def records_of(sess, folder):
+    """fetch_all records of an open session, hashed without our marker."""
+    recs = sess.fetch_all(folder, with_body=True)
+    for r in recs:
+        body = TUID_RE.sub(b'', r.pop('body'), count=1)
+        r['body_sha256'] = imaputil.body_sha256(body)
+        r['message_id'] = imaputil.message_id(body)
+    return recs
+
+
+def key_of(rec):
+    return (rec['message_id'] or '', rec['body_sha256'])
+
+
+def all_flags(dv, user, folder='INBOX'):
+    with dv.session(user) as s:
+        return s.fetch_flags(folder).values()
 
 
 def folders_of(dv, user):
@@ -149,6 +163,16 @@ class TestTwoWay(ImapImapCase):
         self.assertEqual(got[('Sent', False)][:2], (0, 5), out)
         pairs.append(('Projects/oimap', 'Projects/oimap'))
         self.assert_same(dv, r, dv, l, pairs, dates=True)
+        with dv.session(r) as rs, dv.session(l) as ls:  # keywords removed, both ways
+            ls.clear_flags('INBOX', [u for u, f in ls.fetch_flags('INBOX').items()
+                                     if '$Work' in f or '$Label1' in f], ['$Work', '$Label1'])
+            rs.clear_flags('INBOX', [u for u, f in rs.fetch_flags('INBOX').items()
+                                     if '$Later' in f], ['$Later'])
+        res = sync(conf)
+        self.assertEqual(res.rc, 0, res.stdout + res.stderr)
+        self.assert_same(dv, r, dv, l, pairs)
+        flags = [f for fl in list(all_flags(dv, r)) + list(all_flags(dv, l)) for f in fl]
+        self.assertFalse({'$Work', '$Later', '$Label1'} & set(flags), flags)
         # idempotent: nothing left to do, and nothing written
         res = sync(conf)
         self.assertEqual(res.rc, 0, res.stdout + res.stderr)
@@ -241,35 +265,116 @@ class TestDelimiters(ImapImapCase):
 
 class TestCrash(ImapImapCase):
 
-    def test_kill9_during_transfers(self):
-        """SIGKILL at random points of a two-way copy, rerun: every message
-        exactly once on each side (no loss, no duplicate)."""
-        dv, r, l = self.dv, 'r4', 'l4'
-        seed = int(os.environ.get('OIMAP_CRASH_SEED', str(int(time.time()) % 100000)))
-        print('seed %d' % seed, file=sys.stderr)
-        rng = random.Random(seed)
-        folders = (('INBOX', 60, 'inbox'), ('Lists/dev', 40, 'list'))
-        corpus.fill(dv, r, 500, seed=41, folders=folders, min_size=1500, max_size=60000)
-        corpus.fill(dv, l, 300, seed=42, folders=folders, min_size=1500, max_size=60000)
-        conf = config(dv, r, dv, l, self.meta())
+    def kill_runs(self, conf, rng, n):
         kills = 0
-        for k in range(int(os.environ.get('OIMAP_CRASH_KILLS', '6'))):
+        for _ in range(n):
             p = util.start_oimap(['-o', '-u', 'basic'], config_text=conf)
-            time.sleep(rng.uniform(0.05, 0.8))
+            time.sleep(rng.uniform(0.05, 0.6))
             if p.poll() is None:
                 p.kill()
                 kills += 1
             else:
                 p.wait(5)
-        print('killed %d runs' % kills, file=sys.stderr)
+        return kills
+
+    def test_kill9_during_transfers(self):
+        """SIGKILL at random points of a two-way sync, rerun: every message
+        exactly once on each side with the expected flags (no loss, no
+        duplicate).  First the initial copies both ways, then new messages,
+        deletions and flag changes on both sides."""
+        dv, r, l = self.dv, 'r4', 'l4'
+        seed = int(os.environ.get('OIMAP_CRASH_SEED', str(int(time.time()) % 100000)))
+        kills = int(os.environ.get('OIMAP_CRASH_KILLS', '6'))
+        print('seed %d, %d kills per round' % (seed, kills), file=sys.stderr)
+        rng = random.Random(seed)
+        names = ('INBOX', 'Lists/dev')
+        folders = (('INBOX', 60, 'inbox'), ('Lists/dev', 40, 'list'))
+        corpus.fill(dv, r, 400, seed=41, folders=folders, min_size=1500, max_size=60000)
+        corpus.fill(dv, l, 200, seed=42, folders=folders, min_size=1500, max_size=60000)
+        conf = config(dv, r, dv, l, self.meta())
+        killed = self.kill_runs(conf, rng, kills)
         res = sync(conf)
         self.assertEqual(res.rc, 0, res.stdout + res.stderr)
-        self.assert_same(dv, r, dv, l, [('INBOX', 'INBOX'), ('Lists/dev', 'Lists/dev')],
-                         dates=True)
-        total = sum(len(summary(dv, r, f)) for f in ('INBOX', 'Lists/dev'))
-        self.assertEqual(total, 800, 'seed %d: %d messages, want 800' % (seed, total))
+        pairs = [(f, f) for f in names]
+        self.assert_same(dv, r, dv, l, pairs, dates=True)
+        total = sum(len(summary(dv, r, f)) for f in names)
+        self.assertEqual(total, 600, 'seed %d: %d messages, want 600' % (seed, total))
+
+        # Round 2: changes on both sides, on distinct messages, so the end
+        # state is known: {(message_id, hash): flags}.
+        expect = {f: {k[:2]: set(k[2]) for k in summary(dv, r, f)} for f in names}
+        with dv.session(r) as rs, dv.session(l) as ls:
+            for f in names:
+                keys = sorted(expect[f])
+                rng.shuffle(keys)
+                for n, (sess, seed2) in enumerate(((rs, 43), (ls, 44))):
+                    uid = {key_of(x): x['uid'] for x in records_of(sess, f)}
+                    gone = keys[20 * n:20 * n + 20]
+                    flag = keys[40 + 30 * n:70 + 30 * n]
+                    sess.delete(f, [uid[k] for k in gone])
+                    for k in gone:
+                        expect[f].pop(k)
+                    sess.set_flags(f, [uid[k] for k in flag], ['\\Flagged'])
+                    for k in flag:
+                        expect[f][k].add('\\Flagged')
+                    for i in range(40):
+                        data, mid, _ = corpus.make_message(rng, 5000 + i, rng.randint(1500, 9000),
+                                                           seed=seed2 * 1000 + seed, folder=f)
+                        sess.append(f, data, ['\\Seen'], 1600000000 + i)
+                        expect[f][(mid, imaputil.body_sha256(data))] = {'\\Seen'}
+        killed += self.kill_runs(conf, rng, kills)
+        print('killed %d runs' % killed, file=sys.stderr)
+        res = sync(conf)
+        self.assertEqual(res.rc, 0, res.stdout + res.stderr)
+        for f in names:
+            want = sorted(k + (tuple(sorted(v)),) for k, v in expect[f].items())
+            for side, user in (('remote', r), ('local', l)):
+                d = corpus.diff(want, summary(dv, user, f), 'expected', side)
+                self.assertEqual(d, '', 'seed %d folder %s %s:\n%s' % (seed, f, side, d[:3000]))
+        self.assert_same(dv, r, dv, l, pairs)
         res = sync(conf)
         self.assertEqual(summaries(res.stdout + res.stderr), {}, res.stdout + res.stderr)
+
+
+class TestSourceFailure(ImapImapCase):
+    """The source connection dies in the middle of a message body: a message
+    small enough to be APPENDed only once whole is not APPENDed at all; a
+    big one, already streaming, takes the destination connection down with
+    it (the server discards the partial APPEND).  A clean rerun copies
+    everything exactly once."""
+
+    def run_cut(self, r, l, big):
+        from faultproxy import Fault, FaultProxy
+        dv = self.dv
+        with dv.session(r) as s:
+            s.append('INBOX', b'Message-ID: <first@x>\r\nSubject: 1\r\n\r\nfirst\r\n', [], None)
+            size = (3 << 20) if big else 200000
+            body = b'line of the body of a message that gets cut\r\n' * (size // 46)
+            s.append('INBOX', b'Message-ID: <cut@x>\r\nSubject: 2\r\n\r\n' + body, ['\\Seen'],
+                     1500000000)
+            s.append('INBOX', b'Message-ID: <last@x>\r\nSubject: 3\r\n\r\nlast\r\n', [], None)
+        with FaultProxy(dv.host, dv.port,
+                        plan=lambda i: Fault('drop', literal=(1, 100000)) if i == 0 else None
+                        ) as px:
+            conf = config(dv, r, dv, l, self.meta(), remote={'remoteport': px.port})
+            res = sync(conf)
+            self.assertTrue(px.stats[0]['fired'], px.stats)
+        self.assertEqual(res.rc, 1, res.stdout + res.stderr)
+        with dv.session(l) as s:
+            ids = [x['message_id'] for x in records_of(s, 'INBOX')] if 'INBOX' in \
+                s.list_folders() else []
+        self.assertNotIn('<cut@x>', ids)  # never a partial message
+        conf = config(dv, r, dv, l, self.meta())
+        res = sync(conf)
+        self.assertEqual(res.rc, 0, res.stdout + res.stderr)
+        self.assert_same(dv, r, dv, l, [('INBOX', 'INBOX')], dates=True)
+        self.assertEqual(len(summary(dv, l, 'INBOX')), 3)
+
+    def test_cut_small_message(self):
+        self.run_cut('r1', 'l1', big=False)
+
+    def test_cut_big_message(self):
+        self.run_cut('r2', 'l2', big=True)
 
 
 class TestMigration(ImapImapCase):
@@ -283,7 +388,8 @@ class TestMigration(ImapImapCase):
                     keywords=True)
         source = {f: summary(dv, r, f, dates=True) for f, _, _ in FOLDERS}
         source_state = state(dv, r)
-        conf = config(dv, r, dv, l, self.meta(), remote={'readonly': 'yes'})
+        conf = config(dv, r, dv, l, self.meta(), remote={'readonly': 'yes', 'maxconnections': 2},
+                      local={'maxconnections': 2})
         p = util.start_oimap(['-o', '-u', 'basic'], config_text=conf)
         time.sleep(1.0)
         if p.poll() is None:

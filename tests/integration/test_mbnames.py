@@ -18,7 +18,7 @@ import util  # noqa: E402
 
 OFFLINEIMAP = os.environ.get('OIMAP_OFFLINEIMAP', '/usr/bin/offlineimap')
 USERS = {u: 'pw-' + u for u in ('alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina',
-                                 'hank', 'ivy', 'oalice', 'obob', 'malice', 'mbob')}
+                                 'hank', 'ivy', 'oalice', 'obob', 'malice', 'mbob', 'judy')}
 
 
 def message(n, subject='mbnames test'):
@@ -117,12 +117,12 @@ class MbnamesTest(util.DovecotTestCase):
     def test_pythonfile_folderfilter(self):
         """offlineimap's documented folderfilter = mbnames_folderfilter, a
         function of pythonfile (run by the python3 helper)."""
-        self.fill('ivy', ['INBOX', 'Sent', 'Spam'])
+        self.fill('judy', ['INBOX', 'Sent', 'Spam'])
         py = util.write_file(os.path.join(self.tmp, 'mb.py'),
                              'def mbnames_folderfilter(accountname, foldername):\n'
                              '    allowed = {"A": ["INBOX", "Sent"]}\n'
                              '    return foldername in allowed.get(accountname, ["INBOX"])\n')
-        conf = self.two_accounts(self.tmp, users=('ivy', 'ivy'), general={'pythonfile': py},
+        conf = self.two_accounts(self.tmp, users=('judy', 'judy'), general={'pythonfile': py},
                                  mbnames={'folderfilter': 'mbnames_folderfilter',
                                           'incremental': 'yes'})
         self.oimap(['-o'], conf)

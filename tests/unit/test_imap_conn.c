@@ -815,6 +815,98 @@ static void test_masking(void)
     is_int(count(text, "********") >= 4, 1, "masks present");
 }
 
+/* ---- 8. NOTIFY: unsolicited STATUS and codes to the handlers -------------- */
+
+static void notify_server(struct fake *f, const char *line)
+{
+    if (strstr(line, " NOTIFY SET ")) {
+        fsend(f, "* STATUS INBOX (MESSAGES 2 UIDNEXT 3 HIGHESTMODSEQ 9)\r\n%s OK set\r\n",
+              tag(line));
+    } else if (strstr(line, " IDLE")) {
+        snprintf(f->tags[0], 16, "%s", tag(line));
+        fsend(f, "+ idling\r\n* STATUS \"Lists/d&AOk-v\" (MESSAGES 1 UIDNEXT 7)\r\n"
+                 "* OK [NOTIFICATIONOVERFLOW] too much\r\n");
+    } else if (strcmp(line, "DONE") == 0) {
+        fsend(f, "%s OK idle done\r\n", f->tags[0]);
+    } else {
+        fsend(f, "%s OK done\r\n", tag(line)); /* LOGIN */
+    }
+}
+
+static struct {
+    int n_status, n_notice, n_other;
+    char names[200];
+    unsigned last_present;
+    uint32_t last_uidnext;
+    char code[32];
+} NT;
+
+static void nt_status(struct imap_conn *c, const struct imap_status_entry *e, void *arg)
+{
+    (void)c;
+    if (arg != &NT) {
+        NT.n_other++;
+        return;
+    }
+    NT.n_status++;
+    size_t l = strlen(NT.names);
+    snprintf(NT.names + l, sizeof NT.names - l, "%s;", e->name);
+    NT.last_present = e->present;
+    NT.last_uidnext = e->uidnext;
+}
+
+static void nt_notice(struct imap_conn *c, const struct imap_response *r, void *arg)
+{
+    (void)c, (void)arg;
+    NT.n_notice++;
+    snprintf(NT.code, sizeof NT.code, "%.*s", (int)r->code.name_len, r->code.name);
+}
+
+static const struct imap_conn_handlers nt_handlers = {
+    .on_error = on_error, .on_status = nt_status, .on_notice = nt_notice};
+
+static void test_notify(void)
+{
+    log_init(LOG_UI_QUIET, NULL, 0);
+    fake_start("* OK [CAPABILITY IMAP4rev1 IDLE NOTIFY] hi\r\n", notify_server);
+    memset(&R, 0, sizeof R);
+    memset(&NT, 0, sizeof NT);
+    struct imap_conn_config cf = cfg_plain("alice", "pw");
+    struct imap_conn *c = NULL;
+    imap_conn_open(loop, &cf, &handlers, on_open, NULL, &c);
+    run_until(&R.opened, 3000);
+    imap_conn_set_handlers(c, &nt_handlers, NULL);
+    is_int(imap_conn_command(c, "NOTIFY SET STATUS (mailboxes (INBOX) (MessageNew))", NULL, NULL,
+                             on_done, NULL),
+           0, "NOTIFY SET submitted");
+    struct imap_conn_stats st;
+    imap_conn_get_stats(c, &st);
+    is_int(st.in_flight + st.waiting, 1, "stats: one command pending");
+    ok(run_until(&R.done, 3000), "NOTIFY SET completes");
+    is_int(NT.n_other, 1, "STATUS during the command: to the handlers set then (arg NULL)");
+    imap_conn_set_handlers(c, &nt_handlers, &NT);
+    R.done = false;
+    is_int(imap_conn_idle(c, on_done, NULL), 0, "IDLE with nothing selected");
+    bool got = false;
+    for (int i = 0; i < 300 && NT.n_notice == 0; i++)
+        run_for(10);
+    got = NT.n_status == 1 && NT.n_notice == 1;
+    ok(got, "a STATUS and a code while idling");
+    is_str(NT.names, "Lists/d\xc3\xa9v;", "STATUS name decoded from mUTF-7");
+    is_int(NT.last_present, IMAP_STATUS_MESSAGES | IMAP_STATUS_UIDNEXT, "items present");
+    is_int(NT.last_uidnext, 7, "UIDNEXT");
+    is_str(NT.code, "NOTIFICATIONOVERFLOW", "the code reaches on_notice");
+    imap_conn_get_stats(c, &st);
+    is_int(st.in_flight, 1, "stats: IDLE in flight");
+    is_str(st.oldest, "IDLE", "stats: the oldest command's name");
+    imap_conn_done(c);
+    ok(run_until(&R.done, 3000), "DONE answered");
+    ok(!R.errored, "no error");
+    imap_conn_close(&c);
+    run_for(20);
+    fake_stop();
+}
+
 int main(void)
 {
     loop = uv_default_loop();
@@ -831,6 +923,7 @@ int main(void)
     test_bye();
     test_data();
     test_masking();
+    test_notify();
     uv_run(loop, UV_RUN_NOWAIT);
     return tap_done();
 }

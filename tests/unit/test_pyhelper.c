@@ -364,7 +364,33 @@ static void test_failures(void)
        "a killed helper: %s", x ? pyexpr_errmsg(x) : "");
     ok(x && pyexpr_call1(x, "a", &v) < 0, "and stays stopped");
     is_int(pyhelper_pid(), 0, "reaped");
+    /* A new expression (a daemon's next sync) starts it again; the old
+     * one's function lived in the dead process. */
+    struct pyexpr *y = compile("same", true, err, sizeof err);
+    ok(y && pyhelper_pid() > 0 && pyhelper_pid() != pid && pyexpr_call1(y, "b", &v) == 0 &&
+           !strcmp(pyval_cstr(&v), "b"),
+       "restarted for a new expression");
+    ok(x && pyexpr_call1(x, "a", &v) < 0 && strstr(pyexpr_errmsg(x), "restarted since"),
+       "an expression of the old process fails: %s", x ? pyexpr_errmsg(x) : "");
+    pyexpr_free(&y);
     pyexpr_free(&x);
+    pyhelper_stop();
+    x = compile("keep", true, err, sizeof err);
+    pid = pyhelper_pid();
+    pyhelper_stop();
+    ok(x && pyexpr_call1(x, "a", &v) < 0 && pyhelper_pid() == 0,
+       "a call after pyhelper_stop() starts nothing");
+    pyexpr_free(&x);
+    for (int i = 0; i < 3; i++) { /* restarts are bounded */
+        x = compile("same", true, err, sizeof err);
+        if (pyhelper_pid() > 0)
+            kill(pyhelper_pid(), SIGKILL);
+        if (x)
+            pyexpr_call1(x, "a", &v);
+        pyexpr_free(&x);
+    }
+    x = compile("same", true, err, sizeof err);
+    ok(x == NULL && strstr(err, "python3 helper stopped"), "no fourth restart: %s", err);
 
     /* Stopping: the helper exits at end of input, nothing is left. */
     pyhelper_disable();
