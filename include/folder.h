@@ -46,6 +46,17 @@ char *folder_trans_apply(const struct folder_trans *t, const char *name);
 bool folder_trans_is_identity(const struct folder_trans *t);
 void folder_trans_free(struct folder_trans **t);
 
+/* foldersort (offlineimap: a cmp function of two visible folder names, e.g.
+ * lambda x, y: len(x) - len(y); its sign orders the folders).  NULL or unset
+ * text: *s_r = NULL (the default order).  Returns 0 or OIMAP_ECONFIG. */
+struct folder_sort;
+int folder_sort_new(const struct config_expr *e, const char *where, struct folder_sort **s_r);
+/* A stable order of names[0..n) by s into order[] (a permutation of 0..n-1).
+ * When an evaluation fails or gives no number, the error is logged, order is
+ * the identity and OIMAP_ECONFIG returned (the sync goes on in that order). */
+int folder_sort_order(struct folder_sort *s, const char *const *names, size_t n, size_t *order);
+void folder_sort_free(struct folder_sort **s);
+
 /* Evaluate a Python expression giving a list or tuple of strings
  * ("['a', "b"]", "['a'] + ['b']").  Returns the number
  * of names (>= 0) with a malloc'd array in *names_r (free with

@@ -85,6 +85,8 @@ struct sync_folder_job {
 
     const char *remote_name; /* UTF-8, server delimiter */
     const char *local_name;  /* UTF-8, '/'-delimited name for repo_maildir_open */
+    const char *fmd5_name;   /* what FMD5= hashes (repo_maildir_folder_set_fmd5_name),
+                              * NULL: the folder's path (no local nametrans) */
     char remote_delim;       /* the server's hierarchy delimiter */
 
     bool dry_run;

@@ -30,6 +30,7 @@
 #include "sync_imap.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,9 @@ struct fpair {
     struct sync_remote_status rs;
     struct sync_result res;
     char *lname; /* IMAP local repository: the folder's name on that server */
+    /* Maildir with a local nametrans: the name offlineimap hashes into
+     * FMD5= (see pair_fmd5_name); NULL: the folder's path, the default. */
+    char *fmd5_name;
 };
 
 struct slot {
@@ -78,6 +82,7 @@ struct acct {
     struct imap_conn_config *icfg;
     struct folder_filter *rfilter, *lfilter, *cli_filter;
     struct folder_trans *rtrans, *ltrans;
+    struct folder_sort *sort; /* the remote's foldersort, or NULL */
     char **includes;
     size_t n_includes;
 
@@ -236,18 +241,78 @@ static struct fpair *find_pair_local(struct acct *a, const char *local)
     return NULL;
 }
 
+/* s with every from (non-empty) replaced by to, left to right, as Python's
+ * str.replace (offlineimap's separator swaps). */
+static char *replace_str(const char *s, const char *from, const char *to)
+{
+    size_t fl = strlen(from), tl = strlen(to), n = 0;
+    for (const char *p = strstr(s, from); p; p = strstr(p + fl, from))
+        n++;
+    char *out = malloc(strlen(s) + n * tl + 1);
+    if (!out)
+        return NULL;
+    char *w = out;
+    for (const char *p; (p = strstr(s, from)) != NULL; s = p + fl) {
+        memcpy(w, s, (size_t)(p - s));
+        w += p - s;
+        memcpy(w, to, tl);
+        w += tl;
+    }
+    strcpy(w, s);
+    return out;
+}
+
+/* The Maildir's sep, the string between levels in its folder names. */
+static const char *local_sep(const struct acct *a)
+{
+    const char *sep = a->cfg->local->sep;
+    return sep && *sep ? sep : ".";
+}
+
+/* The name FMD5= hashes, as offlineimap computes it (folder/Maildir.py):
+ * the local nametrans applied to the folder's name on disk (levels joined
+ * by sep), "" when that gives sep itself.  NULL in *r when it is the name
+ * on disk (no local nametrans), the default of repo_maildir.  Without this
+ * an offlineimap Maildir under a local nametrans would have every U= of it
+ * distrusted, and files we name would not be offlineimap's.  Returns 0,
+ * -ENOMEM, or OIMAP_ENAME when the nametrans fails (logged). */
+static int pair_fmd5_name(const struct acct *a, const char *local, char **r)
+{
+    *r = NULL;
+    if (a->licfg || folder_trans_is_identity(a->ltrans))
+        return 0;
+    char disk[PATH_MAX];
+    int rc = maildir_name_folder_to_local(disk, sizeof disk, local, local_sep(a));
+    if (rc < 0)
+        return 0; /* repo_maildir_open refuses it, and says so */
+    char *vis = folder_trans_apply(a->ltrans, disk);
+    if (!vis)
+        return OIMAP_ENAME;
+    if (strcmp(vis, local_sep(a)) == 0)
+        vis[0] = '\0';
+    *r = vis;
+    return 0;
+}
+
 static int add_pair(struct acct *a, const char *remote, const char *local, bool create_remote)
 {
     if (find_pair_local(a, local))
         return 0;
+    char *fmd5_name;
+    int rc = pair_fmd5_name(a, local, &fmd5_name);
+    if (rc < 0)
+        return rc == OIMAP_ENAME ? 0 : rc; /* logged: the folder is skipped */
     struct fpair *np = realloc(a->pairs, (a->n_pairs + 1) * sizeof *np);
-    if (!np)
+    if (!np) {
+        free(fmd5_name);
         return -ENOMEM;
+    }
     a->pairs = np;
     struct fpair *p = &a->pairs[a->n_pairs];
     memset(p, 0, sizeof *p);
     p->remote = strdup(remote);
     p->local = strdup(local);
+    p->fmd5_name = fmd5_name;
     p->create_remote = create_remote;
     if (!p->remote || !p->local)
         return -ENOMEM;
@@ -256,13 +321,16 @@ static int add_pair(struct acct *a, const char *remote, const char *local, bool 
 }
 
 /* Remote folder name -> the local ('/'-delimited) name: nametrans of the
- * remote repository, then the server's delimiter becomes '/'. */
+ * remote repository, then the server's delimiter becomes '/'.  offlineimap
+ * turns the delimiter into sep instead; the folder on disk is the same,
+ * and a '/' the nametrans gave is a level of its own only with sep "/". */
 static char *remote_to_local(struct acct *a, const char *remote)
 {
     char *vis = folder_trans_apply(a->rtrans, remote);
     if (!vis)
         return NULL;
-    if (a->delim && a->delim != '/' && strchr(vis, '/')) {
+    if (a->delim && a->delim != '/' && strchr(vis, '/') &&
+        (a->licfg || strcmp(local_sep(a), "/") != 0)) {
         log_warn("Account %s: folder '%s' has '/' in a name whose delimiter is '%c'; skipped",
                  a->cfg->name, remote, a->delim);
         free(vis);
@@ -273,12 +341,17 @@ static char *remote_to_local(struct acct *a, const char *remote)
     return local;
 }
 
-static char *local_to_remote(struct acct *a, const char *local)
+/* Local folder -> remote name, as offlineimap: the local nametrans gets the
+ * folder's name on disk (levels joined by sep, as in FMD5), then sep becomes
+ * the server's delimiter.  An IMAP local repository (disk NULL) gives its
+ * '/'-delimited name instead. */
+static char *local_to_remote(struct acct *a, const char *local, const char *disk)
 {
-    char *vis = folder_trans_apply(a->ltrans, local);
+    char *vis = folder_trans_apply(a->ltrans, disk ? disk : local);
     if (!vis)
         return NULL;
-    char *remote = replace_char(vis, '/', a->delim ? a->delim : '/');
+    const char delim[2] = {a->delim ? a->delim : '/', '\0'};
+    char *remote = replace_str(vis, disk ? local_sep(a) : "/", delim);
     free(vis);
     return remote;
 }
@@ -305,6 +378,31 @@ static bool wanted_remote(struct acct *a, const char *remote)
         if (strcmp(a->includes[i], remote) == 0)
             return true;
     return folder_filter_match(a->rfilter, remote);
+}
+
+/* foldersort orders the folders as offlineimap's remote repository does: by
+ * their visible names (nametrans'd, with the server's delimiter). */
+static void apply_foldersort(struct acct *a)
+{
+    size_t n = a->n_pairs;
+    if (!a->sort || n < 2)
+        return;
+    const char **names = calloc(n, sizeof *names);
+    size_t *order = calloc(n, sizeof *order);
+    struct fpair *sorted = calloc(n, sizeof *sorted);
+    bool ok = names && order && sorted;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (names[i] = replace_char(a->pairs[i].local, '/', a->delim ? a->delim : '/')) != NULL;
+    if (ok && folder_sort_order(a->sort, names, n, order) == 0) {
+        for (size_t i = 0; i < n; i++)
+            sorted[i] = a->pairs[order[i]];
+        memcpy(a->pairs, sorted, n * sizeof *sorted);
+    }
+    for (size_t i = 0; names && i < n; i++)
+        free((char *)names[i]);
+    free(names);
+    free(order);
+    free(sorted);
 }
 
 static int cmp_pair(const void *x, const void *y)
@@ -408,6 +506,7 @@ static void fill_job(struct acct *a, struct fpair *p, struct sync_folder_job *jo
         .status = a->status,
         .remote_name = p->remote,
         .local_name = p->local,
+        .fmd5_name = p->fmd5_name,
         .remote_delim = a->delim,
         .dry_run = o->dry_run,
         .quick = o->quick || a->cfg->quick < 0,
@@ -738,6 +837,7 @@ static void on_created(struct imap_conn *c, int st, const struct imap_result *re
             if (a->pairs[i].failed) {
                 free(a->pairs[i].remote);
                 free(a->pairs[i].local);
+                free(a->pairs[i].fmd5_name);
                 continue;
             }
             a->pairs[w++] = a->pairs[i];
@@ -770,16 +870,22 @@ static void plan_folders(struct acct *a, struct repo_maildir_folder_list *locals
         const char *l = locals->v[i].name;
         if (!*l || find_pair_local(a, l) || !folder_filter_match(a->lfilter, l))
             continue;
-        char *view = local_to_remote(a, l);
+        char *view = local_to_remote(a, l, locals->v[i].local);
         if (!view)
             continue;
         if (!wanted_remote(a, view)) {
             free(view);
             continue;
         }
+        /* offlineimap's check before it creates a folder on the server: the
+         * remote nametrans must bring the new name back to this folder, or
+         * each sync would create one more folder on each side. */
+        char *back = remote_to_local(a, view);
+        bool loops = !back || strcmp(back, l) != 0;
         char *remote = view_to_utf8(a, view);
         free(view);
         if (!remote) {
+            free(back);
             acct_fail(a, "out of memory");
             continue;
         }
@@ -794,12 +900,20 @@ static void plan_folders(struct acct *a, struct repo_maildir_folder_list *locals
                       "Account %s: local folder %s not on the server (createfolders "
                       "off)",
                       a->cfg->name, l);
+        } else if (loops) {
+            acct_fail(a,
+                      "local folder %s would be created on the server as %s, which the remote "
+                      "nametrans maps to local folder %s: not created (make the two nametrans "
+                      "undo each other, or filter the folder out)",
+                      l, remote, back ? back : "(none)");
         } else if (add_pair(a, remote, l, true) < 0) {
             acct_fail(a, "out of memory");
         }
+        free(back);
         free(remote);
     }
     qsort(a->pairs, a->n_pairs, sizeof *a->pairs, cmp_pair);
+    apply_foldersort(a);
 
     for (size_t i = 0; i < a->n_pairs; i++) {
         struct fpair *p = &a->pairs[i];
@@ -826,6 +940,7 @@ static void plan_folders(struct acct *a, struct repo_maildir_folder_list *locals
             if (a->pairs[i].create_remote) {
                 free(a->pairs[i].remote);
                 free(a->pairs[i].local);
+                free(a->pairs[i].fmd5_name);
                 continue;
             }
             a->pairs[w++] = a->pairs[i];
@@ -1100,6 +1215,9 @@ static int compile_folder_options(struct acct *a)
     WHERE(rr, "nametrans", rr->nametrans);
     if ((r = folder_trans_new(&rr->nametrans, where, &a->rtrans)) < 0)
         return r;
+    WHERE(rr, "foldersort", rr->foldersort);
+    if ((r = folder_sort_new(&rr->foldersort, where, &a->sort)) < 0)
+        return r;
     WHERE(lr, "nametrans", lr->nametrans);
     if ((r = folder_trans_new(&lr->nametrans, where, &a->ltrans)) < 0)
         return r;
@@ -1157,6 +1275,7 @@ static void acct_free(struct acct *a)
         free(a->pairs[i].remote);
         free(a->pairs[i].local);
         free(a->pairs[i].lname);
+        free(a->pairs[i].fmd5_name);
     }
     free(a->pairs);
     imap_conn_config_free(&a->licfg);
@@ -1174,6 +1293,7 @@ static void acct_free(struct acct *a)
     folder_filter_free(&a->cli_filter);
     folder_trans_free(&a->rtrans);
     folder_trans_free(&a->ltrans);
+    folder_sort_free(&a->sort);
     free(a->slots);
     if (!a->hold) /* else the cache's (conn_cache_config) */
         imap_conn_config_free(&a->icfg);

@@ -235,3 +235,99 @@ int folder_parse_list_at(const char *text, const char *where, char ***names_r)
 {
     return parse_list(text, where ? where : "list", names_r);
 }
+
+/* ---- foldersort ---------------------------------------------------------- */
+
+struct folder_sort {
+    struct pyexpr *e;
+    bool failed; /* an evaluation failed: the rest of this sort is skipped */
+};
+
+int folder_sort_new(const struct config_expr *e, const char *where, struct folder_sort **s_r)
+{
+    *s_r = NULL;
+    if (!e || !e->text || !*e->text)
+        return 0;
+    struct folder_sort *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    int r = pyexpr_compile(e->text, where, true, NULL, 0, &s->e);
+    if (r < 0) {
+        free(s);
+        return r;
+    }
+    if (!pyexpr_accepts(s->e, 2)) {
+        log_error("%s: expected a function of two folder names, like lambda x, y: len(x) - len(y)",
+                  where);
+        folder_sort_free(&s);
+        return OIMAP_ECONFIG;
+    }
+    *s_r = s;
+    return 0;
+}
+
+void folder_sort_free(struct folder_sort **s)
+{
+    if (!*s)
+        return;
+    pyexpr_free(&(*s)->e);
+    free(*s);
+    *s = NULL;
+}
+
+/* cmp(a, b) as offlineimap's cmp-to-key wrapper reads it: the sign of a
+ * number (a bool counts as 0/1).  Anything else fails the sort. */
+static int sort_cmp(struct folder_sort *s, const char *a, const char *b)
+{
+    if (s->failed)
+        return 0;
+    struct pyval args[2] = {pyval_str(a), pyval_str(b)}, v;
+    if (pyexpr_call(s->e, args, 2, &v) < 0) {
+        log_error("%s (folders are synced in the default order)", pyexpr_errmsg(s->e));
+        s->failed = true;
+        return 0;
+    }
+    if (v.type == PYV_INT)
+        return v.u.i < 0 ? -1 : v.u.i > 0;
+    if (v.type == PYV_BOOL)
+        return v.u.b;
+    log_error("%s: gave a %s, not a number (folders are synced in the default order)",
+              pyexpr_where(s->e), pyval_type_name(v.type));
+    s->failed = true;
+    return 0;
+}
+
+/* Bottom-up merge sort: stable, and the comparison is a user function that
+ * need not be a consistent order, which qsort() does not allow. */
+int folder_sort_order(struct folder_sort *s, const char *const *names, size_t n, size_t *order)
+{
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    if (!s || n < 2)
+        return 0;
+    size_t *tmp = malloc(n * sizeof *tmp);
+    if (!tmp)
+        return -ENOMEM;
+    s->failed = false;
+    for (size_t w = 1; w < n && !s->failed; w *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * w) {
+            size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            size_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi)
+                tmp[k++] =
+                    sort_cmp(s, names[order[j]], names[order[i]]) < 0 ? order[j++] : order[i++];
+            while (i < mid)
+                tmp[k++] = order[i++];
+            while (j < hi)
+                tmp[k++] = order[j++];
+        }
+        memcpy(order, tmp, n * sizeof *order);
+    }
+    free(tmp);
+    if (s->failed) {
+        for (size_t i = 0; i < n; i++)
+            order[i] = i;
+        return OIMAP_ECONFIG;
+    }
+    return 0;
+}

@@ -454,6 +454,8 @@ static void on_local_open(int st, struct repo_maildir_folder *f, void *arg)
         sync_fail(c, st, "cannot open the local folder %s: %s", c->job.local_name, err_str(st));
     } else {
         c->mf = f;
+        if (c->job.fmd5_name) /* before any job on f reads it */
+            repo_maildir_folder_set_fmd5_name(f, c->job.fmd5_name);
     }
     if (c->rc == 0) {
         int rc = load_status(c);

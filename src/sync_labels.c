@@ -337,6 +337,8 @@ static void on_open(int st, struct repo_maildir_folder *f, void *arg)
         pass_fail(p, st, "cannot open the local folder %s: %s", p->job.local_name, err_str(st));
     } else {
         p->mf = f;
+        if (p->job.fmd5_name) /* as sync.c: before any job on f */
+            repo_maildir_folder_set_fmd5_name(f, p->job.fmd5_name);
         p->dir = strdup(repo_maildir_folder_path(f));
         int rc = p->dir ? repo_maildir_scan(f, 0, on_scan, p) : -ENOMEM;
         if (rc < 0)

@@ -326,6 +326,9 @@ static void on_fetched(struct imap_conn *c, int st, const struct imap_result *re
     struct xfer *x = it->x;
     (void)c;
     enter(x);
+    LOG_DEBUG(LOGC_SYNC, "xfer: UID %u: FETCH done (%s), %llu of %llu bytes%s", it->m->uid,
+              st < 0 ? err_str(st) : "ok", (unsigned long long)it->rcvd,
+              (unsigned long long)it->m->size, it->appending ? ", being appended" : "");
     x->fetches--;
     it->fetching = false;
     if (x->cur == it)

@@ -150,5 +150,32 @@ int main(void)
     is_int(folder_filter_new_list("INBOX,Sent", &f), 0, "-f list");
     ok(folder_filter_match(f, "Sent") && !folder_filter_match(f, "Trash"), "-f list matches");
     folder_filter_free(&f);
+
+    /* foldersort: a cmp function, applied stably. */
+    struct folder_sort *so = NULL;
+    const char *fnames[] = {"INBOX", "Lists/dev", "Sent", "Lists", "Archive/2020"};
+    size_t order[5];
+    struct config_expr bylen = {(char *)"lambda x, y: len(x) - len(y)", 1};
+    is_int(folder_sort_new(&bylen, "rc:1: [R] foldersort", &so), 0, "foldersort compiles");
+    is_int(folder_sort_order(so, fnames, 5, order), 0, "foldersort sorts");
+    ok(order[0] == 2 && order[1] == 0 && order[2] == 3 && order[3] == 1 && order[4] == 4,
+       "by length, ties in their first order (stable)");
+    folder_sort_free(&so);
+    ok(so == NULL, "foldersort free nulls");
+    struct config_expr rev = {(char *)"lambda x, y: (x < y) - (x > y)", 1};
+    is_int(folder_sort_new(&rev, "rc:1: [R] foldersort", &so), 0, "reverse compiles");
+    is_int(folder_sort_order(so, fnames, 5, order), 0, "reverse sorts");
+    ok(order[0] == 2 && order[4] == 4, "reverse alphabetical");
+    folder_sort_free(&so);
+    struct config_expr bad = {(char *)"lambda x, y: x", 1};
+    is_int(folder_sort_new(&bad, "rc:1: [R] foldersort", &so), 0, "string result compiles");
+    is_int(folder_sort_order(so, fnames, 5, order), OIMAP_ECONFIG, "string result refused");
+    ok(order[0] == 0 && order[1] == 1 && order[4] == 4, "refused sort leaves the order alone");
+    folder_sort_free(&so);
+    struct config_expr one = {(char *)"lambda x: x", 1};
+    is_int(folder_sort_new(&one, "rc:1: [R] foldersort", &so), OIMAP_ECONFIG,
+           "one-argument foldersort refused");
+    is_int(folder_sort_new(NULL, "rc:1: [R] foldersort", &so), 0, "unset foldersort");
+    ok(so == NULL, "unset foldersort is NULL");
     return tap_done();
 }
