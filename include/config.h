@@ -232,10 +232,11 @@ struct config_override {
  * typo is a FILE:LINE error before anything is touched.  It also enables
  * the python3 helper for the run (pyhelper.h, with [general] pythonfile,
  * which must be readable) and evaluates remotehosteval, remoteporteval,
- * remoteusereval, remotepasseval and oauth2_access_token_eval into
- * remotehost, remoteport, remoteuser, remotepass and oauth2_access_token
- * (secrets registered with log_add_secret()); a failing one is a FILE:LINE
- * error too. */
+ * remoteusereval, remotepasseval and oauth2_{access_token,refresh_token,
+ * client_id,client_secret}_eval into remotehost, remoteport, remoteuser,
+ * remotepass and the oauth2_* fields (the oauth2 ones only when their plain
+ * option is unset; secrets registered with log_add_secret()); a failing one
+ * is a FILE:LINE error too. */
 int config_load(const char *path, const struct config_override *ov, size_t n_ov,
                 struct config **cfg_r);
 

@@ -19,8 +19,9 @@ struct config_repo;
 /* Look up the login of repo for host.  On success *user_r and *pass_r are
  * malloc'd (the caller wipes and frees the password with cred_free()); a
  * missing password is OIMAP_EAUTH with a message naming the repository and
- * the options to set.  A failing remotepasscmd or an unreadable
- * remotepassfile is OIMAP_ECONFIG, logged with the option's name. */
+ * the options to set, except for an OAuth2 account (access token, its
+ * command or a refresh token configured): then 0 with *pass_r NULL.  A failing remotepasscmd or an
+ * unreadable remotepassfile is OIMAP_ECONFIG, logged with the option's name. */
 int cred_lookup(const struct config_repo *repo, const char *host, char **user_r, char **pass_r);
 
 /* Find host in a netrc-format buffer: 0 and malloc'd *login_r / *pass_r

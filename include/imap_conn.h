@@ -33,6 +33,16 @@
  * (AUTHENTICATE PLAIN, SASL-IR when offered), LOGIN (the LOGIN command,
  * unless LOGINDISABLED).  GSSAPI and CRAM-MD5 are skipped.  It is tried once:
  * a rejection fails the connection with OIMAP_EAUTH and the server's words.
+ * The OAuth2 token is cfg->oauth2_token, else the output of
+ * cfg->oauth2_token_cmd, else one from cfg->oauth2's token URL (cached for
+ * the process; a token the server refuses is forgotten).
+ *
+ * Tunnels (cfg->tunnel): the connection is a command's stdin and stdout
+ * (net_spawn()), in clear text: tls_mode must be IMAP_TLS_NONE (the command
+ * is the transport: ssh, openssl s_client); no clear-text warning.  With
+ * tunnel_preauth the greeting must be PREAUTH (else OIMAP_EAUTH: the server
+ * wants a login, use transporttunnel); without it a PREAUTH greeting is
+ * accepted as it is over TCP.
  *
  * Callbacks (libuv's rules)
  *   - Never called from inside the call that started the operation; a call
@@ -78,6 +88,7 @@
 
 #include "imap_parse.h"
 #include "net.h"
+#include "oauth2.h"
 
 struct imap_conn;
 struct config_repo;
@@ -119,6 +130,14 @@ struct imap_conn_config {
     const char *oauth2_token;     /* may be NULL */
     const char *oauth2_token_cmd; /* run in the thread pool before each
                                      XOAUTH2/OAUTHBEARER attempt; may be NULL */
+    struct oauth2_params oauth2;  /* with oauth2.refresh_token set: the access
+                                     token comes from the token URL (oauth2.h),
+                                     unless oauth2_token or _cmd is set */
+    const char *tunnel;           /* preauthtunnel / transporttunnel command:
+                                     net_spawn() instead of TCP (host is then
+                                     only a label; no TLS); NULL: TCP */
+    bool tunnel_preauth;          /* preauthtunnel: the server greets with
+                                     PREAUTH, no login */
     const char *const *mechs;     /* upper-case names; NULL: offlineimap's default */
     size_t n_mechs;
     const char *reference;  /* LIST reference, "" default; may be NULL */
@@ -311,6 +330,12 @@ int imap_conn_list_status(struct imap_conn *c, const char *reference, const char
                           imap_list_cb on_entry, imap_status_cb on_status, imap_done_cb done,
                           void *arg);
 
+/* LSUB reference pattern (as imap_conn_list): the subscribed folders, each
+ * to on_entry (subscribedonly).  Servers may list a subscribed folder that
+ * no longer exists: check it against LIST. */
+int imap_conn_lsub(struct imap_conn *c, const char *reference, const char *pattern,
+                   imap_list_cb on_entry, imap_done_cb done, void *arg);
+
 struct imap_select_opts {
     bool readonly;                /* EXAMINE */
     bool condstore;               /* (CONDSTORE) when offered and not enabled */
@@ -376,6 +401,7 @@ int imap_conn_store(struct imap_conn *c, const char *uidset, bool add, unsigned 
  * UIDPLUS (then every \Deleted message goes). */
 int imap_conn_expunge(struct imap_conn *c, const char *uidset, imap_done_cb done, void *arg);
 int imap_conn_create(struct imap_conn *c, const char *folder, imap_done_cb done, void *arg);
+int imap_conn_subscribe(struct imap_conn *c, const char *folder, imap_done_cb done, void *arg);
 /* UID SEARCH HEADER name value: res->uids. */
 int imap_conn_search_header(struct imap_conn *c, const char *name, const char *value,
                             imap_done_cb done, void *arg);

@@ -4,8 +4,9 @@
  * (imap_conn.c) sees the same object and the same callbacks whether the bytes
  * travel in clear text or through TLS: implicit TLS is an option of
  * net_connect(), STARTTLS is net_start_tls() on a connected plain stream, and
- * the stream is upgraded in place (same pointer, same callbacks).  A later
- * `tunnel` transport (uv_spawn over a socketpair) fits under the same API.
+ * the stream is upgraded in place (same pointer, same callbacks).
+ * net_spawn() gives the same kind of stream over a tunnel command's stdin and
+ * stdout (`preauthtunnel`, `transporttunnel`; see tunnel.h).
  *
  * Life cycle
  *   net_connect()  resolves (uv_getaddrinfo, in the thread pool), then tries
@@ -124,6 +125,21 @@ struct net_callbacks {
  * submission error) and sets *s_r = NULL otherwise. */
 int net_connect(uv_loop_t *loop, const char *host, unsigned port, const struct net_opts *opts,
                 const struct net_callbacks *cbs, void *arg, struct net_stream **s_r);
+
+/* Run cmd (/bin/sh -c) with its stdin and stdout connected to the stream
+ * (tunnel.h): everything above works as with net_connect(), except that
+ * there is no resolving or connecting (on_connect follows from the loop as
+ * soon as the command runs), opts->family is ignored, and TLS is not
+ * available (opts->tls must be NULL; net_start_tls() returns UV_EINVAL): the
+ * command is the transport and its security (ssh, openssl s_client).
+ * net_peer() is `tunnel "CMD"` (long commands cut) and net_peer_addr()
+ * "tunnel".  When the command closes its output, on_error(UV_EOF) says how
+ * it ended ("the tunnel command exited with status 255").  net_close()
+ * closes our end; a command still running 1 s later gets SIGTERM, then
+ * SIGKILL.  Returns 0 and *s_r, or UV_EINVAL, UV_ENOMEM, socketpair or
+ * uv_spawn errors (then nothing was started). */
+int net_spawn(uv_loop_t *loop, const char *cmd, const struct net_opts *opts,
+              const struct net_callbacks *cbs, void *arg, struct net_stream **s_r);
 
 /* Queue len bytes (copied).  Returns 0, UV_ENOBUFS (over max_output, nothing
  * queued), UV_ENOTCONN (not connected yet / already failed or closing),

@@ -94,7 +94,8 @@
  *
  * R7 New messages are copied with their flags unless: the destination is
  *    readonly, the message is larger than max_size, dated before min_date
- *    (maxage/startdate), or carries \Deleted; such messages are counted in
+ *    (maxage; startdate: messages of min_date_sides only), or carries
+ *    \Deleted; such messages are counted in
  *    plan->skipped[destination] and re-evaluated next run (cheap, and raising
  *    maxsize later copies them).  These filters never make a message look
  *    deleted: listings must be complete (see plan_input).
@@ -221,6 +222,8 @@ struct plan_options {
     bool quick;
     uint64_t max_size;        /* 0: no limit */
     int64_t min_date;         /* 0: no limit (maxage / startdate cut-off) */
+    unsigned min_date_sides;  /* whose messages min_date holds back: bits (1 << PLAN_FAR) and
+                               * (1 << PLAN_NEAR) of the source side; 0: both (maxage) */
     unsigned guard_empty_min; /* EMPTY rule, default 1 */
     unsigned guard_count;     /* MASS rule: more than this many, default 100 */
     unsigned guard_percent;   /* MASS rule: and more than this % of the folder, 50 */
@@ -319,6 +322,7 @@ struct plan_held {
 
 struct plan_skipped {
     size_t readonly, size, age, deleted;
+    size_t ignored; /* copy_ignore_eval (set by the executor, not by plan_make) */
 };
 
 struct plan {

@@ -95,7 +95,19 @@ struct sync_folder_job {
     bool create_local;      /* createfolders on the local side */
     int64_t min_date;       /* maxage / startdate cut-off, 0 = none */
     uint64_t max_size;      /* maxsize, 0 = none */
+    /* startdate (offlineimap): 0 when min_date is maxage's (messages of
+     * both sides); else the repository that has it, SYNC_STARTDATE_LOCAL or
+     * SYNC_STARTDATE_REMOTE: only its messages older than min_date are left
+     * alone, and at the folder's first sync the other side must be empty
+     * (else the folder fails, as in offlineimap). */
+    unsigned startdate;
+    /* copy_ignore_eval: far UIDs never downloaded (ascending), or NULL. */
+    const uint32_t *copy_ignore;
+    size_t n_copy_ignore;
 };
+
+#define SYNC_STARTDATE_LOCAL 1u
+#define SYNC_STARTDATE_REMOTE 2u
 
 struct sync_result {
     int status;       /* 0, or the error that stopped this folder */
@@ -114,6 +126,23 @@ struct sync_result {
 };
 
 typedef void (*sync_folder_cb)(const struct sync_result *res, void *arg);
+
+struct plan_options;
+struct plan;
+
+/* The date options of job into a plan's options: min_date, and the side
+ * it applies to with startdate.  For sync.c and sync_imap.c. */
+void sync_plan_dates(const struct sync_folder_job *job, struct plan_options *o);
+
+/* startdate's first-sync rule: with job->startdate, at the folder's first
+ * sync (first_sync), the other side must hold no message.  Returns 0, or
+ * OIMAP_ECONFIG with one line for the user in err. */
+int sync_startdate_check(const struct sync_folder_job *job, bool first_sync, size_t nfar,
+                         size_t nnear, char *err, size_t errlen);
+
+/* copy_ignore_eval: drop the downloads of job->copy_ignore's UIDs from plan
+ * (they are counted as skipped on the near side).  Returns how many. */
+size_t sync_drop_ignored(const struct sync_folder_job *job, struct plan *plan);
 
 /* Start synchronising job's folder pair.  Returns 0 (then cb runs exactly
  * once, later) or a negative code (nothing started, cb never runs). */

@@ -26,9 +26,12 @@
  *      intents.  Flags are grouped UID STOREs on each side; deletions
  *      STORE +\Deleted then UID EXPUNGE of exactly those UIDs.
  *
- * Keywords: every keyword of a message is copied with it.  Later changes
- * are synced for the system flags and $Forwarded (the keyword bits of the
- * plan map Maildir letters, which an IMAP local side does not have).
+ * Keywords: every keyword of a message is copied with it.  Changes are
+ * synced both ways for $Forwarded and the first 26 other keywords seen in
+ * the folder: the plan's keyword bits name them through the folder's table
+ * in the status store (status_folder_keywords()), which only grows, so a
+ * bit keeps its meaning.  When a server keeps no keywords (PERMANENTFLAGS
+ * without \*) only the system flags are compared.
  *
  * Ownership and callbacks as sync_folder() (sync.h): job and everything it
  * points to stay valid until cb has run; cb is never called from inside

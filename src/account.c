@@ -23,6 +23,8 @@
 #include "imap_conn.h"
 #include "imap_utf7.h"
 #include "local_imap.h"
+#include "maildir_atime.h"
+#include "pyhelper.h"
 #include "log.h"
 #include "repo_maildir.h"
 #include "status.h"
@@ -52,6 +54,9 @@ struct fpair {
     /* Maildir with a local nametrans: the name offlineimap hashes into
      * FMD5= (see pair_fmd5_name); NULL: the folder's path, the default. */
     char *fmd5_name;
+    uint32_t *ignore; /* copy_ignore_eval: far UIDs never downloaded, ascending */
+    size_t n_ignore;
+    int tries; /* retries after a dropped connection (retrycount) */
 };
 
 struct slot {
@@ -67,7 +72,10 @@ struct slot {
 /* Checks without a connection in flight at once (each holds a folder's
  * status records and Maildir listing). */
 #define MAX_CHECKS 4
-#define MAX_RECONNECTS 3 /* replacement connections per account and run */
+/* Replacement connections per account and run: one so that a folder that
+ * broke its connection does not leave the others unsynced, and one per
+ * retry of such a folder (retrycount, see on_folder_done). */
+#define MAX_RECONNECTS(a) ((unsigned)(a)->cfg->remote->retrycount + 1u)
 
 struct rstatus {
     char *name;
@@ -82,7 +90,8 @@ struct acct {
     struct imap_conn_config *icfg;
     struct folder_filter *rfilter, *lfilter, *cli_filter;
     struct folder_trans *rtrans, *ltrans;
-    struct folder_sort *sort; /* the remote's foldersort, or NULL */
+    struct folder_sort *sort;   /* the remote's foldersort, or NULL */
+    struct pyexpr *copy_ignore; /* the remote's copy_ignore_eval, or NULL */
     char **includes;
     size_t n_includes;
 
@@ -95,6 +104,11 @@ struct acct {
     size_t n_rnames;
     struct rstatus *rstat; /* LIST-STATUS answers */
     size_t n_rstat;
+    struct maildir_atimes *atimes;               /* restoreatime: recorded before the sync */
+    struct repo_maildir_folder_list *atime_list; /* the local folders, while recording */
+    char **subs;                                 /* subscribedonly: LSUB names (as rnames) */
+    size_t n_subs;
+    bool lsub_sent;
 
     struct fpair *pairs;
     size_t n_pairs, n_creating;
@@ -168,15 +182,27 @@ static char *replace_char(const char *s, char from, char to)
     return out;
 }
 
-static int64_t min_date_of(const struct config_account *cfg, const struct config_repo *local)
+/* The cut-off of maxage, else of the startdate of either repository (the
+ * configuration allows one of the three); *startdate_r gets which
+ * repository has the startdate (sync.h), 0 for maxage. */
+static int64_t min_date_of(const struct config_account *cfg, unsigned *startdate_r)
 {
-    const char *spec = cfg->maxage ? cfg->maxage : local->startdate;
+    const char *spec = cfg->maxage;
+    *startdate_r = 0;
+    if (!spec && cfg->local->startdate) {
+        spec = cfg->local->startdate;
+        *startdate_r = SYNC_STARTDATE_LOCAL;
+    } else if (!spec && cfg->remote->startdate) {
+        spec = cfg->remote->startdate;
+        *startdate_r = SYNC_STARTDATE_REMOTE;
+    }
     if (!spec)
         return 0;
     int y, m, d;
     if (sscanf(spec, "%d-%d-%d", &y, &m, &d) == 3) {
-        struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d};
-        return (int64_t)timegm(&tm);
+        struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d, .tm_isdst = -1};
+        /* startdate: local midnight, as offlineimap's time.mktime() */
+        return *startdate_r ? (int64_t)mktime(&tm) : (int64_t)timegm(&tm);
     }
     long days = strtol(spec, NULL, 10);
     return days > 0 ? (int64_t)time(NULL) - (int64_t)days * 86400 : 0;
@@ -269,6 +295,27 @@ static const char *local_sep(const struct acct *a)
     return sep && *sep ? sep : ".";
 }
 
+/* The pair whose Maildir is disk (a folder's name on disk), if any.  Two
+ * names can share one ("a.b" and "a/b" with sep "."), and one Maildir must
+ * not hold the UIDs of two remote folders.  Only where one of the two names
+ * holds a character of sep: any says the name looked for does, else only
+ * such pairs are converted (thousands of folders stay cheap).  NULL for an
+ * IMAP local side, and with sep "/" (names on disk are the names then). */
+static struct fpair *find_pair_disk(struct acct *a, const char *disk, bool any)
+{
+    const char *sep = local_sep(a);
+    if (a->licfg || strcmp(sep, "/") == 0)
+        return NULL;
+    char buf[PATH_MAX];
+    for (size_t i = 0; i < a->n_pairs; i++) {
+        const char *l = a->pairs[i].local;
+        if ((any || strpbrk(l, sep)) &&
+            maildir_name_folder_to_local(buf, sizeof buf, l, sep) >= 0 && strcmp(buf, disk) == 0)
+            return &a->pairs[i];
+    }
+    return NULL;
+}
+
 /* The name FMD5= hashes, as offlineimap computes it (folder/Maildir.py):
  * the local nametrans applied to the folder's name on disk (levels joined
  * by sep), "" when that gives sep itself.  NULL in *r when it is the name
@@ -298,6 +345,15 @@ static int add_pair(struct acct *a, const char *remote, const char *local, bool 
 {
     if (find_pair_local(a, local))
         return 0;
+    char disk[PATH_MAX];
+    struct fpair *other;
+    if (!a->licfg && maildir_name_folder_to_local(disk, sizeof disk, local, local_sep(a)) >= 0 &&
+        (other = find_pair_disk(a, disk, strpbrk(local, local_sep(a)) != NULL)) != NULL) {
+        log_warn("Account %s: folders %s and %s would both be the local folder %s: %s is not "
+                 "synced (rename it, or set sep = / in [%s])",
+                 a->cfg->name, other->remote, remote, disk, remote, a->cfg->local->section);
+        return 0;
+    }
     char *fmd5_name;
     int rc = pair_fmd5_name(a, local, &fmd5_name);
     if (rc < 0)
@@ -368,6 +424,22 @@ static char *view_to_utf8(const struct acct *a, const char *v)
     if (a->cfg->utf8foldernames || imap_utf7_decode(v, strlen(v), &u) < 0)
         return strdup(v);
     return u;
+}
+
+static bool name_in(char *const *v, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* subscribedonly: LIST names the folders that exist, LSUB those subscribed
+ * to; a folder is synced when both list it (or folderincludes names it). */
+static bool subscribed(const struct acct *a, const char *remote)
+{
+    return !a->cfg->remote->subscribedonly || name_in(a->subs, a->n_subs, remote) ||
+           name_in(a->includes, a->n_includes, remote);
 }
 
 static bool wanted_remote(struct acct *a, const char *remote)
@@ -479,6 +551,48 @@ static void pair_result(struct acct *a, struct fpair *p, const struct sync_resul
 
 static void pump_all(struct acct *a);
 
+static int enqueue(struct acct *a, size_t pair);
+
+/* A connection that died under a folder (network, timeout, the server's
+ * BYE), not one the server's answers broke (those would break again). */
+static bool worth_retrying(const struct sync_result *res)
+{
+    switch (res->status) {
+    case UV_EOF:
+    case UV_ECONNRESET:
+    case UV_ECONNABORTED:
+    case UV_ECONNREFUSED:
+    case UV_EPIPE:
+    case UV_ETIMEDOUT:
+    case UV_ENETDOWN:
+    case UV_ENETUNREACH:
+    case UV_EHOSTUNREACH:
+    case OIMAP_ETIMEOUT:
+    case OIMAP_EBYE:
+        return res->conn_failed;
+    default:
+        return false;
+    }
+}
+
+/* retrycount (offlineimap: tries of a download whose connection dropped):
+ * the folder is synced again from the start on a new connection, at most
+ * retrycount times per run.  Safe at any point: what the failed attempt
+ * did is committed, and its open intents are resolved first (plan.h R2). */
+static bool retry_pair(struct acct *a, size_t i, const struct sync_result *res)
+{
+    struct fpair *p = &a->pairs[i];
+    if (!worth_retrying(res) || p->tries >= a->cfg->remote->retrycount || a->run->stopping ||
+        a->run->opts->dry_run || enqueue(a, i) < 0)
+        return false;
+    p->tries++;
+    add_totals(&a->total, res);
+    log_warn("Account %s: folder %s: %s; trying again on a new connection (%d of %d)", a->cfg->name,
+             p->remote, res->error[0] ? res->error : err_str(res->status), p->tries,
+             a->cfg->remote->retrycount);
+    return true;
+}
+
 static void on_folder_done(const struct sync_result *res, void *arg)
 {
     struct slot *s = arg;
@@ -486,7 +600,8 @@ static void on_folder_done(const struct sync_result *res, void *arg)
     struct fpair *p = &a->pairs[s->pair];
 
     s->busy = false;
-    pair_result(a, p, res);
+    if (!retry_pair(a, s->pair, res))
+        pair_result(a, p, res);
     if (res->conn_failed) {
         s->dead = true;
         imap_conn_close(&s->conn);
@@ -512,9 +627,11 @@ static void fill_job(struct acct *a, struct fpair *p, struct sync_folder_job *jo
         .quick = o->quick || a->cfg->quick < 0,
         .allow_mass_delete = o->allow_mass_delete || !a->cfg->deletion_guard,
         .create_local = a->cfg->local->createfolders,
-        .min_date = min_date_of(a->cfg, a->cfg->local),
         .max_size = a->cfg->maxsize > 0 ? (uint64_t)a->cfg->maxsize : 0,
+        .copy_ignore = p->ignore,
+        .n_copy_ignore = p->n_ignore,
     };
+    job->min_date = min_date_of(a->cfg, &job->startdate);
 }
 
 static int enqueue(struct acct *a, size_t pair)
@@ -626,7 +743,7 @@ static void on_local_open(struct imap_conn *c, int st, const struct imap_result 
         imap_conn_close(&s->lconn);
         imap_conn_close(&s->conn);
         if (st == OIMAP_EAUTH || st == OIMAP_ECERT || st == OIMAP_ENOTLS)
-            s->a->reconnects = MAX_RECONNECTS;
+            s->a->reconnects = MAX_RECONNECTS(s->a);
     } else {
         pump(s);
     }
@@ -746,7 +863,7 @@ static void on_extra_open(struct imap_conn *c, int st, const struct imap_result 
         /* A refused login is not tried again (the server may lock the
          * account); other failures may be, within the budget. */
         if (st == OIMAP_EAUTH || st == OIMAP_ECERT || st == OIMAP_ENOTLS)
-            s->a->reconnects = MAX_RECONNECTS;
+            s->a->reconnects = MAX_RECONNECTS(s->a);
     } else {
         pump(s);
     }
@@ -777,7 +894,7 @@ static void maybe_open_extra(struct acct *a)
             /* A connection that died (network, server, a hostile answer)
              * is replaced a few times per run, so one broken folder does
              * not leave the others unsynced. */
-            if (a->reconnects >= MAX_RECONNECTS)
+            if (a->reconnects >= MAX_RECONNECTS(a))
                 continue;
             a->reconnects++;
             s->dead = false;
@@ -814,14 +931,28 @@ struct create_ctx {
     size_t pair;
 };
 
+static void creations_done(struct acct *a);
+
+/* subscribedonly: a folder oimap created is subscribed to, or the next
+ * sync would leave it out (offlineimap creates it and never syncs it). */
+static void on_subscribed(struct imap_conn *c, int st, const struct imap_result *res, void *arg)
+{
+    struct create_ctx *cc = arg;
+    struct acct *a = cc->a;
+    (void)c;
+    if (st < 0)
+        log_warn("Account %s: cannot subscribe to folder %s: %s", a->cfg->name,
+                 a->pairs[cc->pair].remote, res && res->text ? res->text : err_str(st));
+    free(cc);
+    a->n_creating--;
+    creations_done(a);
+}
+
 static void on_created(struct imap_conn *c, int st, const struct imap_result *res, void *arg)
 {
     struct create_ctx *cc = arg;
     struct acct *a = cc->a;
     struct fpair *p = &a->pairs[cc->pair];
-    (void)c;
-    free(cc);
-    a->n_creating--;
     if (st < 0 && !(res && res->code == IMAP_CODE_ALREADYEXISTS)) {
         p->done = p->failed = true;
         a->folders_failed++;
@@ -829,7 +960,17 @@ static void on_created(struct imap_conn *c, int st, const struct imap_result *re
                   res && res->text ? res->text : err_str(st));
     } else {
         log_info("Account %s: created folder %s on the server", a->cfg->name, p->remote);
+        if (a->cfg->remote->subscribedonly &&
+            imap_conn_subscribe(c, p->remote, on_subscribed, cc) == 0)
+            return;
     }
+    free(cc);
+    a->n_creating--;
+    creations_done(a);
+}
+
+static void creations_done(struct acct *a)
+{
     if (a->n_creating == 0) {
         /* Failed creations are skipped by moving them out of the job list. */
         size_t w = 0;
@@ -838,6 +979,7 @@ static void on_created(struct imap_conn *c, int st, const struct imap_result *re
                 free(a->pairs[i].remote);
                 free(a->pairs[i].local);
                 free(a->pairs[i].fmd5_name);
+                free(a->pairs[i].ignore);
                 continue;
             }
             a->pairs[w++] = a->pairs[i];
@@ -847,18 +989,75 @@ static void on_created(struct imap_conn *c, int st, const struct imap_result *re
     }
 }
 
+static int cmp_uid(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* copy_ignore_eval for the folder listed as view: offlineimap calls it with
+ * the folder's visible name (after nametrans, server delimiter) and takes a
+ * list of UIDs or None.  The UIDs go into p, sorted.  Returns 0, or <0
+ * after logging (the folder is then not synced: the user asked for those
+ * messages to stay on the server). */
+static int pair_copy_ignore(struct acct *a, struct fpair *p, const char *view)
+{
+    if (!a->copy_ignore)
+        return 0;
+    char *vis = folder_trans_apply(a->rtrans, view);
+    struct pyval v;
+    int r = vis ? pyexpr_call1(a->copy_ignore, vis, &v) : -ENOMEM;
+    free(vis);
+    if (r < 0) {
+        acct_fail(a, "folder %s not synced: %s", p->remote,
+                  r == -ENOMEM ? "out of memory" : pyexpr_errmsg(a->copy_ignore));
+        return r;
+    }
+    if (v.type == PYV_NONE)
+        return 0;
+    bool list = v.type == PYV_LIST || v.type == PYV_TUPLE;
+    for (size_t i = 0; list && i < v.u.seq.n; i++)
+        list = v.u.seq.v[i].type == PYV_INT;
+    if (!list) {
+        acct_fail(a, "folder %s not synced: %s: expected a list of UIDs or None", p->remote,
+                  pyexpr_where(a->copy_ignore));
+        return OIMAP_ECONFIG;
+    }
+    if (!(p->ignore = calloc(v.u.seq.n + 1, sizeof *p->ignore)))
+        return -ENOMEM;
+    for (size_t i = 0; i < v.u.seq.n; i++)
+        if (v.u.seq.v[i].u.i > 0 && v.u.seq.v[i].u.i <= UINT32_MAX)
+            p->ignore[p->n_ignore++] = (uint32_t)v.u.seq.v[i].u.i;
+    qsort(p->ignore, p->n_ignore, sizeof *p->ignore, cmp_uid);
+    LOG_DEBUG(LOGC_SYNC, "Account %s: folder %s: %zu UIDs in copy_ignore_eval", a->cfg->name,
+              p->remote, p->n_ignore);
+    return 0;
+}
+
+static void drop_last_pair(struct acct *a)
+{
+    struct fpair *p = &a->pairs[--a->n_pairs];
+    free(p->remote);
+    free(p->local);
+    free(p->fmd5_name);
+    free(p->ignore);
+}
+
 static void plan_folders(struct acct *a, struct repo_maildir_folder_list *locals)
 {
     const bool dry = a->run->opts->dry_run;
 
     for (size_t i = 0; i < a->n_rnames; i++) {
         const char *r = a->rnames[i];
-        if (!wanted_remote(a, r))
+        if (!wanted_remote(a, r) || !subscribed(a, r))
             continue;
         char *local = remote_to_local(a, r);
         char *ru = local ? view_to_utf8(a, r) : NULL;
+        size_t before = a->n_pairs;
         if (local && (!ru || add_pair(a, ru, local, false) < 0))
             acct_fail(a, "out of memory");
+        else if (a->n_pairs > before && pair_copy_ignore(a, &a->pairs[before], r) < 0)
+            drop_last_pair(a);
         free(ru);
         free(local);
     }
@@ -867,13 +1066,22 @@ static void plan_folders(struct acct *a, struct repo_maildir_folder_list *locals
      * existed before (then the server lost it, and recreating it would look
      * to the next sync like a folder emptied on purpose). */
     for (size_t i = 0; locals && i < locals->n; i++) {
-        const char *l = locals->v[i].name;
-        if (!*l || find_pair_local(a, l) || !folder_filter_match(a->lfilter, l))
+        const char *l = locals->v[i].name, *disk = locals->v[i].local;
+        bool paired = find_pair_local(a, l) ||
+                      (disk && find_pair_disk(a, disk, strpbrk(l, local_sep(a)) != NULL));
+        if (!*l || paired || !folder_filter_match(a->lfilter, l))
             continue;
         char *view = local_to_remote(a, l, locals->v[i].local);
         if (!view)
             continue;
         if (!wanted_remote(a, view)) {
+            free(view);
+            continue;
+        }
+        if (!subscribed(a, view) && name_in(a->rnames, a->n_rnames, view)) {
+            /* on the server, not subscribed to: left alone, not created */
+            LOG_DEBUG(LOGC_SYNC, "Account %s: local folder %s: %s is not subscribed to",
+                      a->cfg->name, l, view);
             free(view);
             continue;
         }
@@ -941,6 +1149,7 @@ static void plan_folders(struct acct *a, struct repo_maildir_folder_list *locals
                 free(a->pairs[i].remote);
                 free(a->pairs[i].local);
                 free(a->pairs[i].fmd5_name);
+                free(a->pairs[i].ignore);
                 continue;
             }
             a->pairs[w++] = a->pairs[i];
@@ -949,6 +1158,47 @@ static void plan_folders(struct acct *a, struct repo_maildir_folder_list *locals
     }
     if (a->n_creating == 0)
         start_jobs(a);
+}
+
+static void on_atimes_saved(struct maildir_atimes *t, void *arg)
+{
+    struct acct *a = arg;
+    if (!t)
+        log_warn("Account %s: restoreatime: cannot record the folders' access times (out of "
+                 "memory)",
+                 a->cfg->name);
+    a->atimes = t;
+    plan_folders(a, a->atime_list);
+    repo_maildir_folder_list_free(&a->atime_list);
+}
+
+/* restoreatime: record the atimes of every local folder's new/ and cur/
+ * before the sync reads them (acct_finish puts them back).  Returns true
+ * when plan_folders runs later, from on_atimes_saved. */
+static bool save_atimes(struct acct *a, struct repo_maildir_folder_list *list)
+{
+    if (!a->cfg->local->restoreatime || !list || !list->n)
+        return false;
+    const char **dirs = calloc(list->n, sizeof *dirs);
+    size_t n = 0;
+    for (size_t i = 0; dirs && i < list->n; i++) {
+        size_t len = strlen(a->cfg->local->localfolders) + strlen(list->v[i].local) + 2;
+        char *d = malloc(len);
+        if (!d)
+            break;
+        snprintf(d, len, "%s/%s", a->cfg->local->localfolders, list->v[i].local);
+        dirs[n++] = d;
+    }
+    bool later =
+        dirs && n == list->n && maildir_atimes_save(a->run->loop, dirs, n, on_atimes_saved, a) == 0;
+    for (size_t i = 0; i < n; i++)
+        free((char *)dirs[i]);
+    free(dirs);
+    if (later)
+        a->atime_list = list;
+    else
+        log_warn("Account %s: restoreatime: cannot record the folders' access times", a->cfg->name);
+    return later;
 }
 
 static void on_local_list(int st, struct repo_maildir_folder_list *list, void *arg)
@@ -960,6 +1210,8 @@ static void on_local_list(int st, struct repo_maildir_folder_list *list, void *a
         acct_finish(a);
         return;
     }
+    if (st >= 0 && save_atimes(a, list))
+        return;
     plan_folders(a, st < 0 ? NULL : list);
     if (list)
         repo_maildir_folder_list_free(&list);
@@ -1070,13 +1322,39 @@ static int local_open(struct acct *a, char *err, size_t errlen)
     return r;
 }
 
-static void on_list_done(struct imap_conn *c, int st, const struct imap_result *res, void *arg)
+/* subscribedonly: the LSUB answers, kept as on_list_entry keeps names. */
+static void on_lsub_entry(struct imap_conn *c, const struct imap_list_entry *e, void *arg)
 {
     struct acct *a = arg;
     (void)c;
+    if (!*e->name || !e->decoded || (e->flags & (IMAP_LIST_NOSELECT | IMAP_LIST_NONEXISTENT)))
+        return;
+    char **n = realloc(a->subs, (a->n_subs + 1) * sizeof *n);
+    if (!n)
+        return;
+    a->subs = n;
+    if ((a->subs[a->n_subs] = strdup(a->cfg->utf8foldernames ? e->name : e->raw)) != NULL)
+        a->n_subs++;
+}
+
+static void on_list_done(struct imap_conn *c, int st, const struct imap_result *res, void *arg)
+{
+    struct acct *a = arg;
     if (st < 0) {
-        acct_fail(a, "LIST failed: %s", res && res->text && *res->text ? res->text : err_str(st));
+        acct_fail(a, "%s failed: %s", a->lsub_sent ? "LSUB" : "LIST",
+                  res && res->text && *res->text ? res->text : err_str(st));
         acct_finish(a);
+        return;
+    }
+    if (a->cfg->remote->subscribedonly && !a->lsub_sent) {
+        /* After the LIST, not with it: both answers would go to the one
+         * listing in flight. */
+        a->lsub_sent = true;
+        int r = imap_conn_lsub(c, NULL, "*", on_lsub_entry, on_list_done, a);
+        if (r < 0) {
+            acct_fail(a, "LSUB: %s", err_str(r));
+            acct_finish(a);
+        }
         return;
     }
     if (a->licfg) {
@@ -1230,6 +1508,18 @@ static int compile_folder_options(struct acct *a)
         }
         a->n_includes = (size_t)n;
     }
+    if (rr->copy_ignore_eval.text) {
+        WHERE(rr, "copy_ignore_eval", rr->copy_ignore_eval);
+        if ((r = pyexpr_compile(rr->copy_ignore_eval.text, where, false, NULL, 0,
+                                &a->copy_ignore)) < 0)
+            return r;
+        if (!pyexpr_accepts(a->copy_ignore, 1)) {
+            log_error("%s: expected a function of one folder name, like lambda f: "
+                      "{'INBOX': [2, 3]}.get(f)",
+                      where);
+            return OIMAP_ECONFIG;
+        }
+    }
 #undef WHERE
     if (!folder_trans_is_identity(a->rtrans) && folder_trans_is_identity(a->ltrans))
         log_warn("Account %s: [%s] has a nametrans but [%s] has none: folders created locally "
@@ -1276,6 +1566,7 @@ static void acct_free(struct acct *a)
         free(a->pairs[i].local);
         free(a->pairs[i].lname);
         free(a->pairs[i].fmd5_name);
+        free(a->pairs[i].ignore);
     }
     free(a->pairs);
     imap_conn_config_free(&a->licfg);
@@ -1286,6 +1577,9 @@ static void acct_free(struct acct *a)
     for (size_t i = 0; i < a->n_rstat; i++)
         free(a->rstat[i].name);
     free(a->rstat);
+    folder_names_free(a->subs, a->n_subs);
+    maildir_atimes_free(&a->atimes);
+    repo_maildir_folder_list_free(&a->atime_list);
     free(a->queue);
     folder_names_free(a->includes, a->n_includes);
     folder_filter_free(&a->rfilter);
@@ -1294,6 +1588,7 @@ static void acct_free(struct acct *a)
     folder_trans_free(&a->rtrans);
     folder_trans_free(&a->ltrans);
     folder_sort_free(&a->sort);
+    pyexpr_free(&a->copy_ignore);
     free(a->slots);
     if (!a->hold) /* else the cache's (conn_cache_config) */
         imap_conn_config_free(&a->icfg);
@@ -1371,6 +1666,11 @@ static void acct_aftersync(struct acct *a)
         on_aftersync_done(a);
 }
 
+static void on_atimes_restored(void *arg)
+{
+    acct_aftersync(arg);
+}
+
 static void acct_finish(struct acct *a)
 {
     if (a->finishing)
@@ -1387,6 +1687,12 @@ static void acct_finish(struct acct *a)
         repo_maildir_free(&a->md);
     if (a->status)
         status_close(&a->status);
+    /* restoreatime: once every folder job is over, none reads new/ or cur/ */
+    if (a->atimes && maildir_atimes_restore(a->run->loop, a->atimes, on_atimes_restored, a) == 0) {
+        a->atimes = NULL;
+        return;
+    }
+    a->atimes = NULL; /* (freed by a failed restore) */
     acct_aftersync(a);
 }
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "err.h"
@@ -136,7 +137,7 @@ static const struct opt_desc opts[] = {
     A("synclabels", T_BOOL, synclabels, "no", SUP_YES, 0, 0, 0),
     A("labelsheader", T_STR, labelsheader, "X-Keywords", SUP_YES, 0, 0, 0),
     A("ignorelabels", T_LIST, ignorelabels, NULL, SUP_YES, 0, 0, 0),
-    A("filterheaders", T_LIST, filterheaders, NULL, SUP_TODO, 0, 0, 0),
+    A("filterheaders", T_LIST, filterheaders, NULL, SUP_YES, 0, 0, 0),
     A("proxy", T_STR, proxy, NULL, SUP_TODO, 0, 0, 0),
     A("authproxy", T_STR, authproxy, NULL, SUP_TODO, 0, 0, 0),
     A("utf8foldernames", T_BOOL, utf8foldernames, "no", SUP_YES, 0, 0, 0),
@@ -147,17 +148,17 @@ static const struct opt_desc opts[] = {
     R("folderfilter", T_EXPR, folderfilter, NULL, NULL, SUP_YES, R_ALL, 0, 0, 0),
     R("folderincludes", T_EXPR, folderincludes, NULL, NULL, SUP_YES, R_ALL, 0, 0, 0),
     R("foldersort", T_EXPR, foldersort, NULL, NULL, SUP_YES, R_ALL, 0, 0, 0),
-    R("dynamic_folderfilter", T_BOOL, dynamic_folderfilter, "no", NULL, SUP_TODO, R_ALL, 0, 0, 0),
+    R("dynamic_folderfilter", T_BOOL, dynamic_folderfilter, "no", NULL, SUP_YES, R_ALL, 0, 0, 0),
     R("createfolders", T_BOOL, createfolders, "yes", NULL, SUP_YES, R_ALL, 0, 0, 0),
     R("sync_deletes", T_BOOL, sync_deletes, "yes", NULL, SUP_YES, R_ALL, 0, 0, 0),
     R("readonly", T_BOOL, readonly, "no", NULL, SUP_YES, R_ALL, 0, 0, 0),
-    R("startdate", T_DATE, startdate, NULL, NULL, SUP_TODO, R_ALL, 0, 0, 0),
+    R("startdate", T_DATE, startdate, NULL, NULL, SUP_YES, R_ALL, 0, 0, 0),
     R("filename_use_mail_timestamp", T_BOOL, filename_use_mail_timestamp, NULL, NULL, SUP_YES,
       R_ALL, F_INHERIT, 0, 0),
 
     R("localfolders", T_PATH, localfolders, NULL, NULL, SUP_YES, R_MAILDIR, 0, 0, 0),
     R("sep", T_STR, sep, ".", NULL, SUP_YES, R_MAILDIR, 0, 0, 0),
-    R("restoreatime", T_BOOL, restoreatime, "no", NULL, SUP_TODO, R_MAILDIR, 0, 0, 0),
+    R("restoreatime", T_BOOL, restoreatime, "no", NULL, SUP_YES, R_MAILDIR, 0, 0, 0),
     R("utime_from_header", T_BOOL, utime_from_header, NULL, NULL, SUP_YES, R_MAILDIR, F_INHERIT, 0,
       0),
 
@@ -171,39 +172,38 @@ static const struct opt_desc opts[] = {
     R("remotepasseval", T_EXPR, remotepasseval, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("remotepassfile", T_PATH, remotepassfile, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("remotepasscmd", T_STR, remotepasscmd, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
-    R("remote_identity", T_STR, remote_identity, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
+    R("remote_identity", T_STR, remote_identity, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("auth_mechanisms", T_MECHS, auth_mechanisms, "GSSAPI, XOAUTH2, CRAM-MD5, PLAIN, LOGIN", NULL,
       SUP_YES, R_IMAP, 0, 0, 0),
     R("ssl", T_BOOL, ssl, "yes", NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("starttls", T_BOOL, starttls, "yes", NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("sslcacertfile", T_CACERT, sslcacertfile, "OS-DEFAULT", NULL, SUP_YES, R_IMAP, 0, 0, 0),
-    R("sslclientcert", T_PATH, sslclientcert, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
-    R("sslclientkey", T_PATH, sslclientkey, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
+    R("sslclientcert", T_PATH, sslclientcert, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
+    R("sslclientkey", T_PATH, sslclientkey, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("cert_fingerprint", T_FPRINTS, cert_fingerprint, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("ssl_version", T_SSLVER, ssl_version, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("tls_level", T_TLSLEVEL, tls_level, "tls_compat", NULL, SUP_YES, R_IMAP, 0, 0, 0),
-    R("ipv6", T_TRIBOOL, ipv6, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
-    R("oauth2_client_id", T_STR, oauth2_client_id, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
-    R("oauth2_client_secret", T_STR, oauth2_client_secret, NULL, NULL, SUP_TODO, R_IMAP, F_SECRET,
-      0, 0),
-    R("oauth2_refresh_token", T_STR, oauth2_refresh_token, NULL, NULL, SUP_TODO, R_IMAP, F_SECRET,
-      0, 0),
+    R("ipv6", T_TRIBOOL, ipv6, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
+    R("oauth2_client_id", T_STR, oauth2_client_id, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
+    R("oauth2_client_secret", T_STR, oauth2_client_secret, NULL, NULL, SUP_YES, R_IMAP, F_SECRET, 0,
+      0),
+    R("oauth2_refresh_token", T_STR, oauth2_refresh_token, NULL, NULL, SUP_YES, R_IMAP, F_SECRET, 0,
+      0),
     R("oauth2_access_token", T_STR, oauth2_access_token, NULL, NULL, SUP_YES, R_IMAP, F_SECRET, 0,
       0),
     R("oauth2_access_token_cmd", T_STR, oauth2_access_token_cmd, NULL, NULL, SUP_YES, R_IMAP, 0, 0,
       0),
     R("oauth2_request_url", T_STR, oauth2_request_url, NULL,
-      "https://accounts.google.com/o/oauth2/token", SUP_TODO, R_IMAP, 0, 0, 0),
-    R("oauth2_client_id_eval", T_EXPR, oauth2_client_id_eval, NULL, NULL, SUP_TODO, R_IMAP, 0, 0,
-      0),
-    R("oauth2_client_secret_eval", T_EXPR, oauth2_client_secret_eval, NULL, NULL, SUP_TODO, R_IMAP,
+      "https://accounts.google.com/o/oauth2/token", SUP_YES, R_IMAP, 0, 0, 0),
+    R("oauth2_client_id_eval", T_EXPR, oauth2_client_id_eval, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
+    R("oauth2_client_secret_eval", T_EXPR, oauth2_client_secret_eval, NULL, NULL, SUP_YES, R_IMAP,
       0, 0, 0),
-    R("oauth2_refresh_token_eval", T_EXPR, oauth2_refresh_token_eval, NULL, NULL, SUP_TODO, R_IMAP,
+    R("oauth2_refresh_token_eval", T_EXPR, oauth2_refresh_token_eval, NULL, NULL, SUP_YES, R_IMAP,
       0, 0, 0),
     R("oauth2_access_token_eval", T_EXPR, oauth2_access_token_eval, NULL, NULL, SUP_YES, R_IMAP, 0,
       0, 0),
-    R("preauthtunnel", T_STR, preauthtunnel, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
-    R("transporttunnel", T_STR, transporttunnel, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
+    R("preauthtunnel", T_STR, preauthtunnel, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
+    R("transporttunnel", T_STR, transporttunnel, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("reference", T_STR, reference, "", NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("decodefoldernames", T_BOOL, decodefoldernames, "no", NULL, SUP_RETIRED, R_IMAP, 0, 0, 0),
     R("idlefolders", T_EXPR, idlefolders, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
@@ -214,10 +214,10 @@ static const struct opt_desc opts[] = {
     R("holdconnectionopen", T_BOOL, holdconnectionopen, "no", NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("keepalive", T_INT, keepalive, "0", NULL, SUP_YES, R_IMAP, 0, 0, 86400),
     R("expunge", T_BOOL, expunge, "yes", NULL, SUP_YES, R_IMAP, 0, 0, 0),
-    R("subscribedonly", T_BOOL, subscribedonly, "no", NULL, SUP_TODO, R_IMAP, 0, 0, 0),
+    R("subscribedonly", T_BOOL, subscribedonly, "no", NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("newmail_hook", T_EXPR, newmail_hook, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
-    R("retrycount", T_INT, retrycount, "2", NULL, SUP_TODO, R_IMAP, 0, 0, 1000),
-    R("copy_ignore_eval", T_EXPR, copy_ignore_eval, NULL, NULL, SUP_TODO, R_IMAP, 0, 0, 0),
+    R("retrycount", T_INT, retrycount, "2", NULL, SUP_YES, R_IMAP, 0, 0, 1000),
+    R("copy_ignore_eval", T_EXPR, copy_ignore_eval, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("socktimeout", T_INT, socktimeout, NULL, NULL, SUP_YES, R_IMAP, F_INHERIT, 0, 86400 * 365),
     R("trashfolder", T_STR, trashfolder, NULL, "[Gmail]/Trash", SUP_YES, R_GMAIL, 0, 0, 0),
     R("spamfolder", T_STR, spamfolder, NULL, "[Gmail]/Spam", SUP_YES, R_GMAIL, 0, 0, 0),
@@ -855,8 +855,6 @@ static void check_names(struct ctx *c, enum kind k, int repotype, const struct c
             if (repotype >= 0 && !((1u << repotype) & R_MAILDIR))
                 diag_at(c, CONFIG_DIAG_WARN, &l, "not used by %s repositories, ignored",
                         repotype_names[repotype]);
-            else if (!quiet_todo)
-                support_note(c, SUP_TODO, &l);
             continue;
         }
         if (!d) {
@@ -1037,6 +1035,44 @@ static void check_synclabels(struct ctx *c, const struct config_account *a,
             repotype_names[a->remote->type], repotype_names[a->local->type]);
 }
 
+/* offlineimap refuses more than one of maxage, the local startdate and the
+ * remote startdate, and a startdate in the future (folder by folder, at
+ * sync time); oimap says so once, at load. */
+static void check_dates(struct ctx *c, const struct config_account *a,
+                        const struct config_ini_sect *s)
+{
+    const struct config_repo *rs[2] = {a->local, a->remote};
+    int n = a->maxage != NULL;
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    long today = (tm.tm_year + 1900L) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
+    for (int i = 0; i < 2; i++) {
+        if (!rs[i] || !rs[i]->startdate)
+            continue;
+        n++;
+        const struct config_ini_sect *rsect = config_ini_section(c->ini, rs[i]->section);
+        const struct config_ini_opt *o =
+            rsect ? config_ini_lookup(c->ini, rsect, "startdate") : NULL;
+        struct loc l = {.sect = rs[i]->section, .opt = "startdate"};
+        if (o)
+            l = loc_of(rsect, o, c->ini);
+        int y, m, d;
+        if (sscanf(rs[i]->startdate, "%d-%d-%d", &y, &m, &d) == 3 &&
+            y * 10000L + m * 100 + d > today)
+            diag_at(c, CONFIG_DIAG_ERROR, &l, "%s is in the future", rs[i]->startdate);
+    }
+    if (n > 1) {
+        const struct config_ini_opt *o = a->maxage ? config_ini_lookup(c->ini, s, "maxage") : NULL;
+        struct loc l = {.sect = s->name, .opt = "startdate", .line = s->line};
+        if (o)
+            l = loc_of(s, o, c->ini);
+        diag_at(c, CONFIG_DIAG_ERROR, &l,
+                "set at most one of maxage, the local repository's startdate and the remote "
+                "repository's startdate (as offlineimap)");
+    }
+}
+
 static void load_account(struct ctx *c, const char *name, const struct loc *listed)
 {
     struct config *cfg = c->cfg;
@@ -1063,6 +1099,7 @@ static void load_account(struct ctx *c, const char *name, const struct loc *list
     link_repo(c, a, s, "localrepository", true);
     link_repo(c, a, s, "remoterepository", false);
     check_synclabels(c, a, s);
+    check_dates(c, a, s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1170,17 +1207,19 @@ static void replace_wiped(char **field, char *v)
     *field = v;
 }
 
-static void eval_token(struct ctx *c, const struct config_ini_sect *s, struct config_repo *r)
+/* An oauth2_*_eval option into its field (None: unset). */
+static void eval_oauth2(struct ctx *c, const struct config_ini_sect *s, const char *opt,
+                        const struct config_expr *e, bool secret, char **field)
 {
     char *v;
-    const struct config_expr *e = &r->oauth2_access_token_eval;
-    if (eval_str(c, s, "oauth2_access_token_eval", e, true, true, &v) < 0 || !v)
+    if (eval_str(c, s, opt, e, secret, true, &v) < 0 || !v)
         return;
     size_t n = strlen(v);
     while (n && (v[n - 1] == '\n' || v[n - 1] == '\r'))
         v[--n] = '\0'; /* offlineimap strips line ends */
-    log_add_secret(v);
-    replace_wiped(&r->oauth2_access_token, v);
+    if (secret)
+        log_add_secret(v);
+    replace_wiped(field, v);
 }
 
 static void eval_repo_exprs(struct ctx *c, struct config_repo *r)
@@ -1198,9 +1237,19 @@ static void eval_repo_exprs(struct ctx *c, struct config_repo *r)
     if (r->remotepasseval.text &&
         eval_str(c, s, "remotepasseval", &r->remotepasseval, true, false, &v) == 0)
         replace_wiped(&r->remotepass, v);
-    /* offlineimap: the token option first, then its _eval (None: none). */
+    /* offlineimap: each oauth2 option first, then its _eval (None: none). */
     if (r->oauth2_access_token_eval.text && !r->oauth2_access_token)
-        eval_token(c, s, r);
+        eval_oauth2(c, s, "oauth2_access_token_eval", &r->oauth2_access_token_eval, true,
+                    &r->oauth2_access_token);
+    if (r->oauth2_refresh_token_eval.text && !r->oauth2_refresh_token)
+        eval_oauth2(c, s, "oauth2_refresh_token_eval", &r->oauth2_refresh_token_eval, true,
+                    &r->oauth2_refresh_token);
+    if (r->oauth2_client_id_eval.text && !r->oauth2_client_id)
+        eval_oauth2(c, s, "oauth2_client_id_eval", &r->oauth2_client_id_eval, false,
+                    &r->oauth2_client_id);
+    if (r->oauth2_client_secret_eval.text && !r->oauth2_client_secret)
+        eval_oauth2(c, s, "oauth2_client_secret_eval", &r->oauth2_client_secret_eval, true,
+                    &r->oauth2_client_secret);
 }
 
 static void eval_exprs(struct ctx *c)
@@ -1531,14 +1580,22 @@ static void print_repo(FILE *out, const char *role, const struct config_repo *r)
         fprintf(out, "    localfolders: %s\n", str_or(r->localfolders, "(unset)"));
         fprintf(out, "    sep: %s\n", str_or(r->sep, "."));
     } else {
-        const char *tls = r->ssl ? "implicit TLS" : r->starttls ? "STARTTLS" : "none (plain text)";
+        bool tunnel = (r->preauthtunnel && r->type != CONFIG_REPO_GMAIL) || r->transporttunnel;
+        const char *tls = tunnel        ? "none (the tunnel command is the transport)"
+                          : r->ssl      ? "implicit TLS"
+                          : r->starttls ? "STARTTLS"
+                                        : "none (plain text)";
         fprintf(out, "    host: %s\n",
                 r->remotehost            ? r->remotehost
                 : r->remotehosteval.text ? "(from remotehosteval)"
                                          : "(tunnel)");
         fprintf(out, "    port: %d\n", config_repo_port(r));
+        if (r->preauthtunnel && r->type != CONFIG_REPO_GMAIL)
+            fprintf(out, "    preauthtunnel: %s\n", r->preauthtunnel);
+        else if (r->transporttunnel)
+            fprintf(out, "    transporttunnel: %s\n", r->transporttunnel);
         fprintf(out, "    TLS: %s\n", tls);
-        if (r->ssl || r->starttls) {
+        if ((r->ssl || r->starttls) && !tunnel) {
             fprintf(out, "    CA certificates: %s%s\n", str_or(r->sslcacertfile, "(none found)"),
                     r->sslcacertfile_os_default ? " (system)" : "");
             fprintf(out, "    tls_level: %s, ssl_version: %s\n", tls_level_names[r->tls_level],
@@ -1560,9 +1617,15 @@ static void print_repo(FILE *out, const char *role, const struct config_repo *r)
             fprintf(out, "    remotepassfile: %s\n", r->remotepassfile);
         if (r->oauth2_access_token || r->oauth2_access_token_cmd || r->oauth2_refresh_token ||
             r->oauth2_client_secret)
-            fprintf(out, "    oauth2: %s\n",
-                    r->oauth2_access_token_cmd ? "access token from oauth2_access_token_cmd"
-                                               : "********");
+            fprintf(out, "    oauth2: %s%s\n",
+                    r->oauth2_access_token       ? "********"
+                    : r->oauth2_access_token_cmd ? "access token from oauth2_access_token_cmd"
+                    : r->oauth2_refresh_token    ? "access token from "
+                                                 : "********",
+                    !r->oauth2_access_token && !r->oauth2_access_token_cmd &&
+                            r->oauth2_refresh_token
+                        ? str_or(r->oauth2_request_url, "(oauth2_request_url unset)")
+                        : "");
         print_list(out, "    auth_mechanisms: ", &r->auth_mechanisms);
         fprintf(out, "    maxconnections: %d, expunge: %s, holdconnectionopen: %s, keepalive: %d\n",
                 r->maxconnections, yes_no(r->expunge), yes_no(r->holdconnectionopen), r->keepalive);

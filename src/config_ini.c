@@ -132,14 +132,10 @@ static bool py_space(unsigned char c)
     return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
 }
 
+/* (Lines hold no NUL byte: classify() refuses them.) */
 static char *dup_range(const char *s, size_t n)
 {
-    char *p = malloc(n + 1);
-    if (p) {
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    return p;
+    return strndup(s, n);
 }
 
 static void lower_ascii(char *s)

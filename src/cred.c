@@ -221,6 +221,14 @@ static int netrc_lookup(const char *host, const char *user, char **login_r, char
     return -ENOENT;
 }
 
+/* An OAuth2 access token, its command or a refresh token is configured. */
+static bool has_oauth2(const struct config_repo *repo)
+{
+    return (repo->oauth2_access_token && *repo->oauth2_access_token) ||
+           (repo->oauth2_access_token_cmd && *repo->oauth2_access_token_cmd) ||
+           (repo->oauth2_refresh_token && *repo->oauth2_refresh_token);
+}
+
 int cred_lookup(const struct config_repo *repo, const char *host, char **user_r, char **pass_r)
 {
     char *user = repo->remoteuser ? strdup(repo->remoteuser) : NULL;
@@ -265,6 +273,11 @@ int cred_lookup(const struct config_repo *repo, const char *host, char **user_r,
                   host);
         cred_free(&pass);
         return OIMAP_EAUTH;
+    }
+    if (!pass && has_oauth2(repo)) { /* the token stands in for the password */
+        *user_r = user;
+        *pass_r = NULL;
+        return 0;
     }
     if (!pass) {
         log_error("[Repository %s]: no password for %s@%s: set remotepass, remotepassfile, "

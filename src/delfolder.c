@@ -247,7 +247,7 @@ static int send_delete(struct del *d)
         free(enc);
         return -ENOMEM;
     }
-    memcpy(cmd, "DELETE ", 7);
+    memcpy(cmd, "DELETE ", sizeof "DELETE "); /* with its NUL */
     r = imap_quote(cmd + 7, need, enc, strlen(enc), false);
     free(enc);
     if (r > 0)

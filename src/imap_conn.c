@@ -128,8 +128,10 @@ struct imap_conn {
     struct cmd *body_cmd; /* the fetch whose literal is streaming now */
     const char *mech;     /* chosen authentication mechanism */
     uv_work_t work;
-    char *token; /* from oauth2_access_token_cmd */
+    char *token; /* from oauth2_access_token_cmd or the token URL */
     int token_rc;
+    bool token_refreshed;           /* token came from the token URL (oauth2.h) */
+    struct oauth2_wait *oauth_wait; /* a token request we wait for */
     char rbuf[2048];
 };
 
@@ -269,6 +271,8 @@ static void conn_fail_quiet(struct imap_conn *c, int code, const char *fmt, ...)
 static const char *peer(const struct imap_conn *c)
 {
     static __thread char buf[300];
+    if (c->cfg->tunnel && c->s)
+        return net_peer(c->s);
     snprintf(buf, sizeof buf, strchr(c->cfg->host, ':') ? "[%s]:%u" : "%s:%u", c->cfg->host,
              c->cfg->port);
     return buf;
@@ -909,6 +913,8 @@ static void on_auth(struct imap_conn *c, int st, const struct imap_result *res, 
     if (c->failed)
         return;
     if (st != 0) {
+        if (c->token_refreshed && c->token)
+            oauth2_forget(&c->cfg->oauth2, c->token); /* the next connection asks anew */
         conn_fail(c, OIMAP_EAUTH, "%s: login as %s failed (%s): %s%s%s%s", peer(c),
                   c->cfg->user ? c->cfg->user : "?", c->mech, *res->code_name ? "[" : "",
                   res->code_name, *res->code_name ? "] " : "", res->text);
@@ -1039,10 +1045,48 @@ static void token_done(uv_work_t *w, int status)
     unref(c);
 }
 
+static void on_oauth2_token(int st, const char *token, const char *msg, void *arg)
+{
+    struct imap_conn *c = arg;
+    c->oauth_wait = NULL;
+    if (c->closing || c->failed)
+        return;
+    if (st < 0) {
+        conn_fail(c, st, "%s: cannot get an OAuth2 access token: %s", peer(c), msg);
+        return;
+    }
+    cred_free(&c->token);
+    if (!(c->token = strdup(token))) {
+        conn_fail(c, -ENOMEM, "%s: out of memory", peer(c));
+        return;
+    }
+    c->token_refreshed = true;
+    send_auth(c);
+}
+
+/* oauth2_refresh_token: a cached access token, else one from the token URL. */
+static void fetch_oauth2_token(struct imap_conn *c)
+{
+    cred_free(&c->token);
+    if (oauth2_cached_token(&c->cfg->oauth2, &c->token) == 0) {
+        LOG_DEBUG(LOGC_IMAP, "%s: using the OAuth2 access token obtained earlier", peer(c));
+        c->token_refreshed = true;
+        send_auth(c);
+        return;
+    }
+    char err[1024] = "";
+    int rc =
+        oauth2_fetch(c->loop, &c->cfg->oauth2, on_oauth2_token, c, &c->oauth_wait, err, sizeof err);
+    if (rc < 0)
+        conn_fail(c, rc, "%s: cannot get an OAuth2 access token: %s", peer(c),
+                  *err ? err : err_str(rc));
+}
+
 static bool mech_usable(const struct imap_conn *c, const char *m)
 {
     const struct imap_conn_config *cf = c->cfg;
-    bool token = (cf->oauth2_token && *cf->oauth2_token) || cf->oauth2_token_cmd;
+    bool token =
+        (cf->oauth2_token && *cf->oauth2_token) || cf->oauth2_token_cmd || cf->oauth2.refresh_token;
     char auth[64];
     snprintf(auth, sizeof auth, "AUTH=%s", m);
     if (strcasecmp(m, "XOAUTH2") == 0 || strcasecmp(m, "OAUTHBEARER") == 0)
@@ -1064,7 +1108,7 @@ static void start_auth(struct imap_conn *c)
         conn_fail(c, OIMAP_ENOTLS, "%s: TLS is not established; refusing to log in", peer(c));
         return;
     }
-    if (cf->tls_mode == IMAP_TLS_NONE && !is_loopback(c)) {
+    if (cf->tls_mode == IMAP_TLS_NONE && !is_loopback(c) && !cf->tunnel) {
         static bool warned;
         if (!warned)
             log_warn("%s: plain IMAP (ssl = no, starttls = no): the password travels in clear "
@@ -1095,6 +1139,10 @@ static void start_auth(struct imap_conn *c)
     }
     LOG_DEBUG(LOGC_IMAP, "%s: authenticating with %s", cf->host, c->mech);
     if (strcmp(c->mech, "XOAUTH2") == 0 || strcmp(c->mech, "OAUTHBEARER") == 0) {
+        if (!(cf->oauth2_token && *cf->oauth2_token) && !cf->oauth2_token_cmd) {
+            fetch_oauth2_token(c);
+            return;
+        }
         if (!(cf->oauth2_token && *cf->oauth2_token)) {
             c->work.data = c;
             c->refs++;
@@ -1192,6 +1240,13 @@ static void on_greeting(struct imap_conn *c, const struct imap_response *r)
     }
     if (r->code.id == IMAP_CODE_CAPABILITY)
         set_caps(c, r->code.args, r->code.args_len);
+    if (c->cfg->tunnel_preauth && r->status != IMAP_STATUS_PREAUTH) {
+        conn_fail(c, OIMAP_EAUTH,
+                  "%s: preauthtunnel: the server greeted with OK, not PREAUTH, so it wants a "
+                  "login (use transporttunnel for that)",
+                  peer(c));
+        return;
+    }
     if (r->status == IMAP_STATUS_PREAUTH) {
         if (c->cfg->tls_mode == IMAP_TLS_STARTTLS) {
             conn_fail(c, OIMAP_ENOTLS,
@@ -1864,8 +1919,8 @@ int imap_conn_open(uv_loop_t *loop, const struct imap_conn_config *cfg,
                    struct imap_conn **c_r)
 {
     *c_r = NULL;
-    if (!loop || !cfg || !cfg->host || !cfg->port || cfg->port > 65535 ||
-        (cfg->tls_mode != IMAP_TLS_NONE && !cfg->tls))
+    if (!loop || !cfg || !cfg->host || (!cfg->tunnel && (!cfg->port || cfg->port > 65535)) ||
+        (cfg->tls_mode != IMAP_TLS_NONE && (!cfg->tls || cfg->tunnel)))
         return UV_EINVAL;
     struct imap_conn *c = calloc(1, sizeof *c);
     if (!c)
@@ -1884,7 +1939,8 @@ int imap_conn_open(uv_loop_t *loop, const struct imap_conn_config *cfg,
     };
     struct net_opts o = cfg->net;
     o.tls = cfg->tls_mode == IMAP_TLS_IMPLICIT ? cfg->tls : NULL;
-    int rc = net_connect(loop, cfg->host, cfg->port, &o, &net_cbs, c, &c->s);
+    int rc = cfg->tunnel ? net_spawn(loop, cfg->tunnel, &o, &net_cbs, c, &c->s)
+                         : net_connect(loop, cfg->host, cfg->port, &o, &net_cbs, c, &c->s);
     if (rc < 0) {
         free(c);
         return rc;
@@ -1895,7 +1951,8 @@ int imap_conn_open(uv_loop_t *loop, const struct imap_conn_config *cfg,
     c->refs = 3; /* the owner, the net stream, the idle handle */
     c->state = IMAP_CONN_CONNECTING;
     LOG_DEBUG(LOGC_IMAP, "%s: connecting (%s)", peer(c),
-              cfg->tls_mode == IMAP_TLS_IMPLICIT   ? "implicit TLS"
+              cfg->tunnel                          ? "tunnel"
+              : cfg->tls_mode == IMAP_TLS_IMPLICIT ? "implicit TLS"
               : cfg->tls_mode == IMAP_TLS_STARTTLS ? "STARTTLS"
                                                    : "plain IMAP");
     *c_r = c;
@@ -1919,6 +1976,7 @@ void imap_conn_close(struct imap_conn **cp)
         return;
     c->closing = true;
     c->body_cmd = NULL;
+    oauth2_cancel(&c->oauth_wait);
     for (struct cmd *cmd = c->head, *next; cmd; cmd = next) {
         next = cmd->next;
         unlink_cmd(c, cmd);
@@ -2126,6 +2184,26 @@ int imap_conn_list_status(struct imap_conn *c, const char *reference, const char
     return submit(c, &b, cmd);
 }
 
+/* subscribedonly: LSUB answers have LIST's shape and go to on_entry the
+ * same way (on_list() does not tell them apart). */
+int imap_conn_lsub(struct imap_conn *c, const char *reference, const char *pattern,
+                   imap_list_cb on_entry, imap_done_cb done, void *arg)
+{
+    int rc = usable(c);
+    if (rc < 0)
+        return rc;
+    struct builder b;
+    struct cmd *cmd = cmd_begin(c, &b, K_LIST, done, arg);
+    if (!cmd)
+        return -ENOMEM;
+    cmd->u.list.cb = on_entry;
+    b_text(&b, "LSUB ");
+    b_mailbox(&b, reference ? reference : c->cfg->reference ? c->cfg->reference : "");
+    b_text(&b, " ");
+    b_mailbox(&b, pattern ? pattern : "*");
+    return submit(c, &b, cmd);
+}
+
 int imap_conn_select(struct imap_conn *c, const char *folder, const struct imap_select_opts *opts,
                      imap_done_cb done, void *arg)
 {
@@ -2316,6 +2394,22 @@ int imap_conn_create(struct imap_conn *c, const char *folder, imap_done_cb done,
     return submit(c, &b, cmd);
 }
 
+int imap_conn_subscribe(struct imap_conn *c, const char *folder, imap_done_cb done, void *arg)
+{
+    int rc = usable(c);
+    if (rc < 0)
+        return rc;
+    if (!folder || !*folder)
+        return UV_EINVAL;
+    struct builder b;
+    struct cmd *cmd = cmd_begin(c, &b, K_GENERIC, done, arg);
+    if (!cmd)
+        return -ENOMEM;
+    b_text(&b, "SUBSCRIBE ");
+    b_mailbox(&b, folder);
+    return submit(c, &b, cmd);
+}
+
 int imap_conn_search_header(struct imap_conn *c, const char *name, const char *value,
                             imap_done_cb done, void *arg)
 {
@@ -2402,6 +2496,43 @@ struct conn_config_owned {
     char *user, *pass, *fingerprints;
 };
 
+static const char *nonempty(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
+/* oauth2_refresh_token & co.  The URL is checked now, so a bad one is a
+ * configuration error before anything connects.  Only used when no access
+ * token (nor oauth2_access_token_cmd) is configured, as in offlineimap. */
+static int oauth2_config(const struct config_repo *repo, struct imap_conn_config *cf, char *err,
+                         size_t errlen)
+{
+    if (!nonempty(repo->oauth2_refresh_token) || nonempty(repo->oauth2_access_token) ||
+        repo->oauth2_access_token_cmd)
+        return 0;
+    cf->oauth2 = (struct oauth2_params){
+        .url = repo->oauth2_request_url,
+        .client_id = nonempty(repo->oauth2_client_id),
+        .client_secret = nonempty(repo->oauth2_client_secret),
+        .refresh_token = repo->oauth2_refresh_token,
+        .timeout_s = cf->net.timeout_s,
+    };
+    struct oauth2_url u;
+    char why[1024];
+    if (!nonempty(repo->oauth2_request_url)) {
+        snprintf(err, errlen,
+                 "[Repository %s] oauth2_refresh_token is set but oauth2_request_url is not (the "
+                 "token URL; only type = Gmail has a default)",
+                 repo->name);
+        return OIMAP_ECONFIG;
+    }
+    if (oauth2_url_parse(repo->oauth2_request_url, &u, why, sizeof why) < 0) {
+        snprintf(err, errlen, "[Repository %s] %s", repo->name, why);
+        return OIMAP_ECONFIG;
+    }
+    return 0;
+}
+
 int imap_conn_config_new(const struct config_repo *repo, struct imap_conn_config **cfg_r, char *err,
                          size_t errlen)
 {
@@ -2412,7 +2543,15 @@ int imap_conn_config_new(const struct config_repo *repo, struct imap_conn_config
     }
     *cfg_r = NULL;
     err[0] = 0;
-    if (!repo->remotehost || !*repo->remotehost) {
+    /* offlineimap ignores preauthtunnel for Gmail (no such thing there) */
+    const char *preauth = repo->type == CONFIG_REPO_GMAIL ? NULL : nonempty(repo->preauthtunnel);
+    const char *tunnel = preauth ? preauth : nonempty(repo->transporttunnel);
+    if (preauth && nonempty(repo->transporttunnel)) {
+        snprintf(err, errlen, "[Repository %s] preauthtunnel and transporttunnel: set only one",
+                 repo->name);
+        return OIMAP_ECONFIG;
+    }
+    if (!tunnel && !nonempty(repo->remotehost)) {
         snprintf(err, errlen, "[Repository %s] remotehost: not set", repo->name);
         return OIMAP_ECONFIG;
     }
@@ -2421,9 +2560,12 @@ int imap_conn_config_new(const struct config_repo *repo, struct imap_conn_config
         return -ENOMEM;
     struct imap_conn_config *cf = &o->pub;
     cf->label = repo->name;
-    cf->host = repo->remotehost;
+    cf->host = nonempty(repo->remotehost) ? repo->remotehost : "tunnel";
     cf->port = (unsigned)config_repo_port(repo);
-    cf->tls_mode = repo->ssl        ? IMAP_TLS_IMPLICIT
+    cf->tunnel = tunnel;
+    cf->tunnel_preauth = preauth != NULL;
+    cf->tls_mode = tunnel           ? IMAP_TLS_NONE
+                   : repo->ssl      ? IMAP_TLS_IMPLICIT
                    : repo->starttls ? IMAP_TLS_STARTTLS
                                     : IMAP_TLS_NONE;
     cf->reference = repo->reference ? repo->reference : "";
@@ -2436,7 +2578,9 @@ int imap_conn_config_new(const struct config_repo *repo, struct imap_conn_config
                      : repo->ipv6   ? NET_FAMILY_IPV6
                                     : NET_FAMILY_IPV4;
     cf->net.timeout_s = repo->socktimeout > 0 ? (unsigned)repo->socktimeout : 0;
-    int rc = 0;
+    int rc = oauth2_config(repo, cf, err, errlen);
+    if (rc < 0)
+        goto fail;
     if (cf->tls_mode != IMAP_TLS_NONE) {
         static const char *const versions[] = {
             [CONFIG_SSLV_UNSET] = NULL,      [CONFIG_SSLV_SSL2] = "ssl2",
@@ -2480,16 +2624,16 @@ int imap_conn_config_new(const struct config_repo *repo, struct imap_conn_config
         }
         cf->fingerprint_pinned = repo->cert_fingerprint.n > 0;
     }
-    bool token =
-        (repo->oauth2_access_token && *repo->oauth2_access_token) || repo->oauth2_access_token_cmd;
-    rc = cred_lookup(repo, repo->remotehost, &o->user, &o->pass);
-    if (rc < 0 && !(token && rc == OIMAP_EAUTH && repo->remoteuser)) {
+    bool token = (repo->oauth2_access_token && *repo->oauth2_access_token) ||
+                 repo->oauth2_access_token_cmd || cf->oauth2.refresh_token;
+    rc = preauth ? OIMAP_EAUTH : cred_lookup(repo, cf->host, &o->user, &o->pass);
+    if (rc < 0 && !preauth && !(token && rc == OIMAP_EAUTH && repo->remoteuser)) {
         snprintf(err, errlen, "[Repository %s] no usable credentials for %s (%s)", repo->name,
                  repo->remotehost, err_str(rc));
         goto fail;
     }
-    if (rc < 0) {
-        o->user = strdup(repo->remoteuser);
+    if (rc < 0) { /* a token or a preauthenticated tunnel: no password */
+        o->user = strdup(repo->remoteuser ? repo->remoteuser : "");
         if (!o->user) {
             rc = -ENOMEM;
             goto fail;

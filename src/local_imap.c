@@ -3,6 +3,7 @@
 #include "local_imap.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,16 +164,13 @@ int local_imap_name(const char *name, char delim, const char *reference, bool ut
     for (char *p = u; rc == 0 && delim && *p; p++)
         if (*p == '/')
             *p = delim;
-    size_t pl = strlen(prefix), ul = strlen(u);
-    char *out = rc == 0 ? malloc(pl + ul + 2) : NULL;
+    size_t cap = strlen(prefix) + strlen(u) + 2;
+    char *out = rc == 0 ? malloc(cap) : NULL;
+    char sep[2] = {*prefix ? delim : 0, 0};
     if (rc == 0 && !out)
         rc = -ENOMEM;
-    if (out) {
-        memcpy(out, prefix, pl);
-        if (pl)
-            out[pl++] = delim;
-        memcpy(out + pl, u, ul + 1);
-    }
+    if (out)
+        snprintf(out, cap, "%s%s%s", prefix, sep, u);
     free(u);
     free(prefix);
     *out_r = out;

@@ -110,7 +110,7 @@ int maildir_name_parse(const char *name, char infosep, struct maildir_name *r)
     size_t len = strlen(name);
     if (len == 0 || len > MAILDIR_NAME_MAX || name[0] == '.' || strchr(name, '/'))
         return OIMAP_ENAME;
-    const char *info = memchr(name, infosep, len);
+    const char *info = infosep ? strchr(name, infosep) : NULL;
     const char *end = info ? info : name + len;
     const char *p = name;
     while (p < end && *p != ',')

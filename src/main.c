@@ -11,6 +11,7 @@
 #include "config.h"
 #include "delfolder.h"
 #include "err.h"
+#include "fmd5_migrate.h"
 #include "info.h"
 #include "log.h"
 #include "scheduler.h"
@@ -150,6 +151,11 @@ int main(int argc, char **argv)
     bool dry_run = opts.dry_run || cfg->general.dry_run;
     if (opts.mbnames_prune) {
         r = aftersync_mbnames_prune(cfg, dry_run);
+        status = r == 0 ? 0 : r == OIMAP_ECONFIG ? EXIT_USAGE : EXIT_SYNC_FAILED;
+        goto out;
+    }
+    if (opts.migrate_fmd5) {
+        r = fmd5_migrate_run(loop, cfg, dry_run);
         status = r == 0 ? 0 : r == OIMAP_ECONFIG ? EXIT_USAGE : EXIT_SYNC_FAILED;
         goto out;
     }

@@ -424,7 +424,7 @@ int migrate_read_sqlite(const char *path, struct migrate_rec **v_r, size_t *n_r,
 
 int migrate_parse_validity(const char *buf, size_t len, uint32_t *uv_r)
 {
-    const char *nl = memchr(buf, '\n', len);
+    const char *nl = len ? memchr(buf, '\n', len) : NULL;
     size_t l = nl ? (size_t)(nl - buf) : len;
     uint64_t v;
     if (!parse_num(buf, l, UINT32_MAX, &v) || v == 0)

@@ -18,10 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "log.h"
 #include "tls.h"
+#include "tunnel.h"
 
 #define DEFAULT_MAX_INPUT (1u << 20)
 #define DEFAULT_MAX_OUTPUT (16u << 20)
@@ -43,12 +45,28 @@ struct gai {
     struct net_stream *s; /* NULL once the stream was closed: orphaned */
 };
 
-/* One connect attempt; becomes the connection when it succeeds. */
+/* One connect attempt; becomes the connection when it succeeds.  A tunnel's
+ * "attempt" is the pair of pipes to its command, connected from the start:
+ * io is the one we read (its output), wpipe the one we write (its input). */
 struct attempt {
-    uv_tcp_t tcp;
+    union {
+        uv_handle_t h;
+        uv_stream_t st;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } io;
+    uv_pipe_t wpipe;
+    bool has_wpipe;
+    int open_handles;
     uv_connect_t req;
     struct net_stream *s;
 };
+
+/* Where writes go: the socket, or a tunnel's input pipe. */
+static uv_stream_t *wr_stream(struct attempt *a)
+{
+    return a->has_wpipe ? (uv_stream_t *)&a->wpipe : &a->io.st;
+}
 
 struct wbuf {
     char *p;
@@ -96,6 +114,12 @@ struct net_stream {
     bool tls_up, tls_eof;
     void (*on_tls)(struct net_stream *s, void *arg);
 
+    /* tunnel (net_spawn): the command; NULL for TCP */
+    struct tunnel *tun;
+    bool connect_pending; /* on_connect is due from the idle handle */
+    bool eof_wait;        /* EOF seen: the timer waits briefly for the exit status */
+    bool eof_waited;
+
     /* errors and closing */
     bool err_pending, pump_pending, user_closed;
     int err_code;
@@ -104,6 +128,7 @@ struct net_stream {
 };
 
 static void pump(struct net_stream *s);
+static void became_open(struct net_stream *s);
 static void try_next(struct net_stream *s);
 static void update_reading(struct net_stream *s);
 static void flush(struct net_stream *s);
@@ -138,6 +163,8 @@ static void on_attempt_closed(uv_handle_t *h)
 {
     struct attempt *a = h->data;
     struct net_stream *s = a->s;
+    if (--a->open_handles > 0)
+        return;
     free(a);
     unref(s);
 }
@@ -148,7 +175,10 @@ static void close_attempt(struct net_stream *s, struct attempt *a)
         s->conn = NULL;
         s->reading = false;
     }
-    uv_close((uv_handle_t *)&a->tcp, on_attempt_closed);
+    a->open_handles = a->has_wpipe ? 2 : 1;
+    uv_close(&a->io.h, on_attempt_closed);
+    if (a->has_wpipe)
+        uv_close((uv_handle_t *)&a->wpipe, on_attempt_closed);
 }
 
 static void on_idle(uv_idle_t *h);
@@ -176,7 +206,8 @@ static void fail(struct net_stream *s, int code, const char *fmt, ...)
     uv_timer_stop(&s->timer);
     update_reading(s);
     s->err_pending = true;
-    LOG_DEBUG(LOGC_IMAP, "net: %s (%s)", s->err_msg, err_str(code));
+    LOG_DEBUG(LOGC_IMAP, "net: %s (%s)", s->err_msg,
+              code > OIMAP_EBASE && code < 0 ? uv_err_name(code) : err_str(code));
     defer(s);
 }
 
@@ -190,6 +221,15 @@ static void on_idle(uv_idle_t *h)
         s->err_pending = false;
         s->cb.on_error(s, s->err_code, s->err_msg, s->arg);
         return;
+    }
+    if (s->connect_pending) {
+        s->connect_pending = false;
+        if (s->state == ST_CONNECTING) {
+            became_open(s);
+            LOG_DEBUG(LOGC_IMAP, "net: %s: started", s->peer);
+            s->cb.on_connect(s, s->arg);
+            return;
+        }
     }
     if (s->pump_pending) {
         s->pump_pending = false;
@@ -207,7 +247,7 @@ static void on_timer(uv_timer_t *t);
 static void arm_timer(struct net_stream *s)
 {
     uint64_t t = (uint64_t)s->opts.timeout_s * 1000, deadline = UINT64_MAX;
-    if (t == 0)
+    if (t == 0 || s->eof_wait)
         return;
     switch (s->state) {
     case ST_RESOLVING:
@@ -235,6 +275,11 @@ static void arm_timer(struct net_stream *s)
 static void on_timer(uv_timer_t *tm)
 {
     struct net_stream *s = tm->data;
+    if (s->eof_wait) { /* a tunnel's command did not exit in time: report EOF anyway */
+        s->eof_wait = false;
+        pump(s);
+        return;
+    }
     uint64_t now = uv_now(s->loop), t = (uint64_t)s->opts.timeout_s * 1000;
     unsigned secs = s->opts.timeout_s;
     switch (s->state) {
@@ -309,8 +354,8 @@ static void on_connected(uv_connect_t *req, int status)
         try_next(s);
         return;
     }
-    uv_tcp_nodelay(&a->tcp, 1);
-    uv_tcp_keepalive(&a->tcp, 1, s->opts.keepalive_s ? s->opts.keepalive_s : DEFAULT_KEEPALIVE);
+    uv_tcp_nodelay(&a->io.tcp, 1);
+    uv_tcp_keepalive(&a->io.tcp, 1, s->opts.keepalive_s ? s->opts.keepalive_s : DEFAULT_KEEPALIVE);
     uv_freeaddrinfo(s->ai_list);
     s->ai_list = s->ai_cur = NULL;
     LOG_DEBUG(LOGC_IMAP, "net: %s: connected to %s", s->peer, s->addr);
@@ -337,9 +382,9 @@ static void try_next(struct net_stream *s)
             return;
         }
         a->s = s;
-        a->tcp.data = a;
+        a->io.tcp.data = a;
         a->req.data = a;
-        int r = uv_tcp_init(s->loop, &a->tcp);
+        int r = uv_tcp_init(s->loop, &a->io.tcp);
         if (r < 0) {
             free(a);
             fail(s, r, "cannot create a socket: %s", uv_strerror(r));
@@ -348,7 +393,7 @@ static void try_next(struct net_stream *s)
         s->refs++;
         s->attempts++;
         s->conn = a;
-        r = uv_tcp_connect(&a->req, &a->tcp, ai->ai_addr, on_connected);
+        r = uv_tcp_connect(&a->req, &a->io.tcp, ai->ai_addr, on_connected);
         if (r == 0) {
             s->state = ST_CONNECTING;
             s->phase_since = uv_now(s->loop);
@@ -408,21 +453,22 @@ static void ignore_sigpipe(void)
     }
 }
 
-int net_connect(uv_loop_t *loop, const char *host, unsigned port, const struct net_opts *opts,
-                const struct net_callbacks *cbs, void *arg, struct net_stream **s_r)
+static bool cbs_valid(const struct net_callbacks *cbs)
+{
+    return cbs && cbs->on_read && cbs->on_error && cbs->on_connect;
+}
+
+/* A stream with its options, no uv handle yet. */
+static struct net_stream *stream_alloc(uv_loop_t *loop, const char *host,
+                                       const struct net_opts *opts, const struct net_callbacks *cbs,
+                                       void *arg)
 {
     static uv_once_t sigpipe_once = UV_ONCE_INIT;
     uv_once(&sigpipe_once, ignore_sigpipe);
-    *s_r = NULL;
-    if (!host || !*host || port == 0 || port > 65535 || !cbs || !cbs->on_read || !cbs->on_error ||
-        !cbs->on_connect)
-        return UV_EINVAL;
     struct net_stream *s = calloc(1, sizeof *s);
-    struct gai *g = calloc(1, sizeof *g);
-    if (!s || !g || !(s->host = strdup(host))) {
+    if (!s || !(s->host = strdup(host))) {
         free(s);
-        free(g);
-        return UV_ENOMEM;
+        return NULL;
     }
     s->loop = loop;
     s->cb = *cbs;
@@ -436,6 +482,36 @@ int net_connect(uv_loop_t *loop, const char *host, unsigned port, const struct n
         s->opts.max_input = INPUT_MIN_READ;
     if (!s->opts.max_output)
         s->opts.max_output = DEFAULT_MAX_OUTPUT;
+    return s;
+}
+
+static void stream_start(struct net_stream *s, enum net_state st)
+{
+    uv_timer_init(s->loop, &s->timer);
+    uv_idle_init(s->loop, &s->idle);
+    s->timer.data = s;
+    s->idle.data = s;
+    s->refs = 3; /* user, timer, idle */
+    s->state = st;
+    s->phase_since = uv_now(s->loop);
+    arm_timer(s);
+}
+
+int net_connect(uv_loop_t *loop, const char *host, unsigned port, const struct net_opts *opts,
+                const struct net_callbacks *cbs, void *arg, struct net_stream **s_r)
+{
+    *s_r = NULL;
+    if (!host || !*host || port == 0 || port > 65535 || !cbs_valid(cbs))
+        return UV_EINVAL;
+    struct net_stream *s = stream_alloc(loop, host, opts, cbs, arg);
+    struct gai *g = calloc(1, sizeof *g);
+    if (!s || !g) {
+        if (s)
+            free(s->host);
+        free(s);
+        free(g);
+        return UV_ENOMEM;
+    }
     s->port = port;
     snprintf(s->peer, sizeof s->peer, strchr(host, ':') ? "[%.255s]:%u" : "%.255s:%u", host, port);
 
@@ -457,14 +533,95 @@ int net_connect(uv_loop_t *loop, const char *host, unsigned port, const struct n
     s->gai = g;
     if (opts && opts->tls)
         s->implicit_tls = tls_config_ref(opts->tls);
-    uv_timer_init(loop, &s->timer);
-    uv_idle_init(loop, &s->idle);
-    s->timer.data = s;
-    s->idle.data = s;
-    s->refs = 3; /* user, timer, idle */
-    s->state = ST_RESOLVING;
-    s->phase_since = uv_now(loop);
-    arm_timer(s);
+    stream_start(s, ST_RESOLVING);
+    *s_r = s;
+    return 0;
+}
+
+/* ---- tunnels ------------------------------------------------------------- */
+
+static void on_tunnel_exit(struct tunnel *t, void *arg)
+{
+    (void)t;
+    struct net_stream *s = arg;
+    if (s->eof_wait) { /* the end of the output was waiting for this */
+        s->eof_wait = false;
+        uv_timer_stop(&s->timer);
+        pump(s);
+    }
+}
+
+/* EOF from a tunnel: wait a moment for the command's exit status, so the
+ * message can say how it ended.  true while waiting. */
+static bool tunnel_eof_wait(struct net_stream *s)
+{
+    if (!s->tun || s->eof_waited || tunnel_exit_status(s->tun, NULL))
+        return false;
+    s->eof_wait = s->eof_waited = true;
+    uv_timer_start(&s->timer, on_timer, 500, 0);
+    return true;
+}
+
+static void fail_eof(struct net_stream *s)
+{
+    const char *how;
+    if (!s->tun)
+        fail(s, UV_EOF, "connection closed by the server%s",
+             s->tls && !s->tls_eof ? " (without TLS close_notify)" : "");
+    else if (tunnel_exit_status(s->tun, &how))
+        fail(s, UV_EOF, "the tunnel command %s", how);
+    else
+        fail(s, UV_EOF, "the tunnel command closed the connection");
+}
+
+int net_spawn(uv_loop_t *loop, const char *cmd, const struct net_opts *opts,
+              const struct net_callbacks *cbs, void *arg, struct net_stream **s_r)
+{
+    *s_r = NULL;
+    if (!cmd || !*cmd || !cbs_valid(cbs) || (opts && opts->tls))
+        return UV_EINVAL;
+    struct net_stream *s = stream_alloc(loop, "tunnel", opts, cbs, arg);
+    struct attempt *a = calloc(1, sizeof *a);
+    if (!s || !a) {
+        if (s)
+            free(s->host);
+        free(s);
+        free(a);
+        return UV_ENOMEM;
+    }
+    size_t cl = strlen(cmd);
+    snprintf(s->peer, sizeof s->peer, "tunnel \"%.*s%s\"", cl > 80 ? 77 : (int)cl, cmd,
+             cl > 80 ? "..." : "");
+    snprintf(s->addr, sizeof s->addr, "tunnel");
+    int rfd, wfd;
+    int r = tunnel_spawn(loop, cmd, on_tunnel_exit, s, &rfd, &wfd, &s->tun);
+    if (r < 0) {
+        free(s->host);
+        free(s);
+        free(a);
+        return r;
+    }
+    a->s = s;
+    a->io.pipe.data = a;
+    a->wpipe.data = a;
+    a->has_wpipe = true;
+    (void)uv_pipe_init(loop, &a->io.pipe, 0); /* cannot fail on Unix */
+    (void)uv_pipe_init(loop, &a->wpipe, 0);
+    stream_start(s, ST_CONNECTING);
+    s->refs++; /* the attempt (both pipes) */
+    s->conn = a;
+    if ((r = uv_pipe_open(&a->io.pipe, rfd)) < 0) {
+        close(rfd);
+        close(wfd);
+    } else if ((r = uv_pipe_open(&a->wpipe, wfd)) < 0) {
+        close(wfd);
+    }
+    if (r < 0) {
+        fail(s, r, "cannot use the tunnel's pipes: %s", uv_strerror(r));
+    } else {
+        s->connect_pending = true; /* on_connect from the loop, never from here */
+        defer(s);
+    }
     *s_r = s;
     return 0;
 }
@@ -578,13 +735,13 @@ static void update_reading(struct net_stream *s)
     if (want == s->reading || !s->conn)
         return;
     if (want) {
-        int r = uv_read_start((uv_stream_t *)&s->conn->tcp, on_alloc, on_read);
+        int r = uv_read_start(&s->conn->io.st, on_alloc, on_read);
         if (r < 0) {
             fail(s, r, "cannot read: %s", uv_strerror(r));
             return;
         }
     } else {
-        uv_read_stop((uv_stream_t *)&s->conn->tcp);
+        uv_read_stop(&s->conn->io.st);
     }
     s->reading = want;
 }
@@ -638,8 +795,8 @@ static void pump(struct net_stream *s)
     if (s->state != ST_OPEN)
         return;
     if (s->eof_pending && !s->paused) {
-        fail(s, UV_EOF, "connection closed by the server%s",
-             s->tls && !s->tls_eof ? " (without TLS close_notify)" : "");
+        if (!tunnel_eof_wait(s))
+            fail_eof(s);
         return;
     }
     update_reading(s);
@@ -754,7 +911,7 @@ static void flush(struct net_stream *s)
         (s->state != ST_OPEN && s->state != ST_HANDSHAKE))
         return;
     uv_buf_t b = uv_buf_init(s->wq.p, (unsigned)s->wq.len);
-    int n = uv_try_write((uv_stream_t *)&s->conn->tcp, &b, 1);
+    int n = uv_try_write(wr_stream(s->conn), &b, 1);
     if (n < 0 && n != UV_EAGAIN) {
         fail(s, n, "sending failed: %s", uv_strerror(n));
         return;
@@ -773,7 +930,7 @@ static void flush(struct net_stream *s)
     s->wfly_off = done;
     b = uv_buf_init(s->wfly.p + done, (unsigned)(s->wfly.len - done));
     s->wreq.data = s;
-    int r = uv_write(&s->wreq, (uv_stream_t *)&s->conn->tcp, &b, 1, on_written);
+    int r = uv_write(&s->wreq, wr_stream(s->conn), &b, 1, on_written);
     if (r < 0) {
         fail(s, r, "sending failed: %s", uv_strerror(r));
         return;
@@ -852,7 +1009,7 @@ static void start_handshake(struct net_stream *s, struct tls_config *cfg)
 int net_start_tls(struct net_stream *s, struct tls_config *cfg,
                   void (*on_tls)(struct net_stream *s, void *arg))
 {
-    if (s->tls)
+    if (s->tls || s->tun)
         return UV_EINVAL;
     if (s->state != ST_OPEN || !s->conn)
         return UV_ENOTCONN;
@@ -886,11 +1043,12 @@ void net_close(struct net_stream *s, void (*on_closed)(void *arg))
     if (s->state == ST_OPEN && s->tls_up && s->conn && !s->writing &&
         tls_session_close_notify(s->tls) == 0 && s->wq.len > 0) {
         uv_buf_t b = uv_buf_init(s->wq.p, (unsigned)s->wq.len);
-        (void)uv_try_write((uv_stream_t *)&s->conn->tcp, &b, 1); /* best effort */
+        (void)uv_try_write(wr_stream(s->conn), &b, 1); /* best effort */
     }
     s->state = ST_CLOSING;
     if (s->conn)
         close_attempt(s, s->conn);
+    tunnel_release(&s->tun); /* after our end closed: the command sees EOF */
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);
     uv_close((uv_handle_t *)&s->idle, on_handle_closed);
     unref(s);

@@ -467,7 +467,9 @@ static bool copy_ok(struct ctx *c, enum plan_side dst, plan_flags_t flags, uint6
         s->deleted++;
     else if (o->max_size && size > o->max_size)
         s->size++;
-    else if (o->min_date && date < o->min_date)
+    else if (o->min_date && date < o->min_date &&
+             (!o->min_date_sides ||
+              (o->min_date_sides & (1u << (dst == PLAN_FAR ? PLAN_NEAR : PLAN_FAR)))))
         s->age++;
     else
         return true;

@@ -900,8 +900,8 @@ static int helper_ready(void)
         set_dead("cannot start python3: %s", err_str(r));
         return OIMAP_ECONFIG;
     }
-    char *line, why[96];
-    size_t len;
+    char *line = NULL, why[96]; /* (read_line's -errno: the analyzer cannot see it is < 0) */
+    size_t len = 0;
     r = read_line(now_ms() + PH_EVAL_TIMEOUT_MS, &line, &len);
     if (r < 0) {
         char msg[256];
@@ -950,8 +950,8 @@ static int exchange(struct sbuf *req, int timeout_ms, unsigned want_gen, struct 
     if (req->oom)
         return -ENOMEM;
     int64_t deadline = now_ms() + timeout_ms;
-    char *line, why[96];
-    size_t len;
+    char *line = NULL, why[96]; /* (read_line's -errno: the analyzer cannot see it is < 0) */
+    size_t len = 0;
     if ((r = write_all(req->p, req->n, deadline)) < 0 ||
         (r = read_line(deadline, &line, &len)) < 0) {
         char msg[256];
@@ -1185,7 +1185,10 @@ int pyexpr_eval(struct pyexpr *x, struct pyval *out)
         if ((r = switch_to_python(x)) < 0)
             return r;
     }
-    *out = x->is_fn ? (struct pyval){.type = PYV_LAMBDA} : x->value;
+    if (x->is_fn) /* (an if, not ?: with a compound literal: cppcheck 2.10 cannot parse it) */
+        *out = (struct pyval){.type = PYV_LAMBDA};
+    else
+        *out = x->value;
     return 0;
 }
 

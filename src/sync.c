@@ -179,9 +179,72 @@ void sync_sort_uids(uint32_t *u, size_t n)
     qsort(u, n, sizeof *u, cmp_u32);
 }
 
-/* IMAP <-> plan flags.  Keywords: $Forwarded is Maildir P; the others map to
- * Maildir letters through the local repository's customflag_<x> options;
- * keywords without a mapping are ignored (as offlineimap does). */
+/* ---- startdate, copy_ignore_eval (sync.h) ------------------------------------- */
+
+void sync_plan_dates(const struct sync_folder_job *job, struct plan_options *o)
+{
+    o->min_date = job->min_date;
+    if (job->startdate == SYNC_STARTDATE_LOCAL)
+        o->min_date_sides = 1u << PLAN_NEAR;
+    else if (job->startdate == SYNC_STARTDATE_REMOTE)
+        o->min_date_sides = 1u << PLAN_FAR;
+}
+
+int sync_startdate_check(const struct sync_folder_job *job, bool first_sync, size_t nfar,
+                         size_t nnear, char *err, size_t errlen)
+{
+    const struct config_account *a = job->acct;
+    if (!job->startdate || !first_sync || !a || !a->local || !a->remote)
+        return 0;
+    bool local = job->startdate == SYNC_STARTDATE_LOCAL;
+    size_t n = local ? nfar : nnear;
+    if (!n)
+        return 0;
+    /* offlineimap's rule: what the other side holds before the first sync
+     * cannot be told apart from mail to copy, so it refuses. */
+    snprintf(err, errlen,
+             "to use startdate on Repository %s, Repository %s must be empty at the folder's "
+             "first sync, and its folder %s holds %zu message(s) (empty it, or remove "
+             "startdate)",
+             local ? a->local->name : a->remote->name, local ? a->remote->name : a->local->name,
+             local ? job->remote_name : job->local_name, n);
+    return OIMAP_ECONFIG;
+}
+
+static bool uid_listed(const uint32_t *v, size_t n, uint32_t uid)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] == uid)
+            return true;
+        if (v[mid] < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+size_t sync_drop_ignored(const struct sync_folder_job *job, struct plan *plan)
+{
+    if (!job->n_copy_ignore || !plan)
+        return 0;
+    size_t w = 0;
+    for (size_t i = 0; i < plan->ndownloads; i++)
+        if (!uid_listed(job->copy_ignore, job->n_copy_ignore, plan->downloads[i].far_uid))
+            plan->downloads[w++] = plan->downloads[i];
+    size_t dropped = plan->ndownloads - w;
+    plan->ndownloads = w;
+    plan->skipped[PLAN_NEAR].ignored += dropped;
+    return dropped;
+}
+
+/* IMAP <-> plan flags.  Keywords: $Forwarded is Maildir P (unless a
+ * customflag_<x> names it: then it is x, and P a local letter, as in
+ * offlineimap, which never syncs P); the others map to Maildir letters
+ * through the local repository's customflag_<x> options; keywords without a
+ * mapping are ignored (as offlineimap does). */
 unsigned sync_imap_sys(plan_flags_t f)
 {
     unsigned r = 0;
@@ -242,7 +305,11 @@ plan_flags_t sync_fetch_flags(const char *const *kw, const struct imap_fetch *f)
         if (!t->str || !t->len || imap_flag_bit(t->str, t->len))
             continue;
         if (t->len == 10 && strncasecmp(t->str, "$Forwarded", 10) == 0) {
-            r |= PLAN_F_FORWARDED;
+            /* Maildir P, unless a customflag letter claims it */
+            int i = 0;
+            while (i < 26 && !(kw[i] && strcasecmp(kw[i], "$Forwarded") == 0))
+                i++;
+            r |= i < 26 ? PLAN_F_KEYWORD(i) : PLAN_F_FORWARDED;
             continue;
         }
         for (int i = 0; i < 26; i++)
@@ -256,7 +323,7 @@ plan_flags_t sync_fetch_flags(const char *const *kw, const struct imap_fetch *f)
  * letters that map to a keyword. */
 static plan_flags_t sync_near_flags(const struct sync_ctx *c, const struct maildir_flags *mf)
 {
-    return (plan_flags_t)(mf->std & MAILDIR_FLAG_ALL) |
+    return (plan_flags_t)(mf->std & c->std_letters) |
            ((plan_flags_t)(mf->custom & c->kw_letters) << 6);
 }
 
@@ -265,7 +332,7 @@ static plan_flags_t sync_near_flags(const struct sync_ctx *c, const struct maild
 void sync_apply_near(const struct sync_ctx *c, struct maildir_flags *mf, plan_flags_t add,
                      plan_flags_t rm)
 {
-    mf->std = (uint8_t)((mf->std | (add & MAILDIR_FLAG_ALL)) & ~(rm & MAILDIR_FLAG_ALL));
+    mf->std = (uint8_t)((mf->std | (add & c->std_letters)) & ~(rm & c->std_letters));
     uint32_t kadd = (add >> 6) & c->kw_letters, krm = (rm >> 6) & c->kw_letters;
     mf->custom = (mf->custom | kadd) & ~krm;
 }
@@ -273,7 +340,7 @@ void sync_apply_near(const struct sync_ctx *c, struct maildir_flags *mf, plan_fl
 void sync_plan_to_maildir(const struct sync_ctx *c, plan_flags_t f, struct maildir_flags *mf)
 {
     memset(mf, 0, sizeof *mf);
-    mf->std = (uint8_t)(f & MAILDIR_FLAG_ALL);
+    mf->std = (uint8_t)(f & c->std_letters);
     mf->custom = (f >> 6) & c->kw_letters;
 }
 
@@ -423,7 +490,7 @@ static void take_over(struct sync_ctx *c)
     char why[400];
     if (c->have_frec || c->check_only || !c->mf || c->tried_create || !c->job.acct)
         return;
-    uint32_t mask = MAILDIR_FLAG_ALL | (c->kw_letters << 6);
+    uint32_t mask = c->std_letters | (c->kw_letters << 6);
     int rc = migrate_takeover(c->job.status, c->job.acct, c->job.local_name, c->job.remote_name,
                               mask, &c->frec, &c->smsgs, &c->nsmsgs, why, sizeof why);
     if (rc < 0)
@@ -816,7 +883,7 @@ static int build_input(struct sync_ctx *c, struct plan_input *in)
     o->quick = c->job.quick && c->have_frec && c->frec.uidnext[STATUS_REMOTE] == c->fi.uidnext &&
                c->fi.exists == c->nfar;
     o->max_size = c->job.max_size;
-    o->min_date = c->job.min_date;
+    sync_plan_dates(&c->job, o);
     o->allow_mass_delete = c->job.allow_mass_delete;
     return 0;
 }
@@ -891,6 +958,12 @@ static void lookups_setup(struct sync_ctx *c)
 static void run_plan(struct sync_ctx *c)
 {
     struct plan_input in;
+    char why[400];
+    if (!c->check_only && sync_startdate_check(&c->job, !c->have_frec, c->nfar,
+                                               c->nl ? c->nl->n : 0, why, sizeof why) < 0) {
+        sync_fail(c, OIMAP_ECONFIG, "%s", why);
+        return;
+    }
     int rc = build_input(c, &in);
     if (rc == 0) {
         plan_free(&c->plan);
@@ -900,6 +973,7 @@ static void run_plan(struct sync_ctx *c)
         sync_fail(c, rc, "cannot plan the sync: %s", err_str(rc));
         return;
     }
+    sync_drop_ignored(&c->job, c->plan);
     if (c->check_only) {
         const struct plan *p = c->plan;
         bool work = p->error || p->record_uidvalidity || p->nlookups || p->ndrop_intents ||
@@ -1039,12 +1113,15 @@ int sync_folder(const struct sync_folder_job *job, sync_folder_cb cb, void *arg)
     c->local_repo = a && a->local && a->local->name ? a->local->name : "local";
     c->far_ro = a && a->remote && a->remote->readonly;
     c->near_ro = a && a->local && a->local->readonly;
+    c->std_letters = MAILDIR_FLAG_ALL;
     for (int i = 0; i < 26; i++) {
         c->kw[i] = a && a->local ? a->local->customflag[i] : NULL;
         if (c->kw[i] && *c->kw[i])
             c->kw_letters |= 1u << i;
         else
             c->kw[i] = NULL;
+        if (c->kw[i] && strcasecmp(c->kw[i], "$Forwarded") == 0)
+            c->std_letters &= (uint8_t)~MAILDIR_FLAG_P;
     }
     if (!job->conn) {
         int rc = check_folder(c);
@@ -1195,11 +1272,13 @@ static void plan_lines(struct sync_ctx *c, bool info)
         PL("%s%s: folder %s: pair %zu messages found on both sides", pre, c->acct_name,
            c->job.remote_name, p->npairs);
     for (int s = 0; s < 2; s++)
-        if (p->skipped[s].size || p->skipped[s].age || p->skipped[s].readonly)
+        if (p->skipped[s].size || p->skipped[s].age || p->skipped[s].readonly ||
+            p->skipped[s].ignored)
             PL("%s%s: folder %s: not copied to the %s side: %zu too large, %zu too old, %zu "
-               "readonly",
+               "readonly, %zu in copy_ignore_eval",
                pre, c->acct_name, c->job.remote_name, s == PLAN_FAR ? "remote" : "local",
-               p->skipped[s].size, p->skipped[s].age, p->skipped[s].readonly);
+               p->skipped[s].size, p->skipped[s].age, p->skipped[s].readonly,
+               p->skipped[s].ignored);
     if (c->guard_rc < 0)
         PL("%s%s: folder %s: %s", pre, c->acct_name, c->job.remote_name, c->guard_msg);
 #undef PL

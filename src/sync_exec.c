@@ -13,6 +13,7 @@
 #include "config.h"
 #include "eol.h"
 #include "err.h"
+#include "hdr_filter.h"
 #include "imap_conn.h"
 #include "log.h"
 #include "maildir_name.h"
@@ -635,7 +636,9 @@ struct sync_upload {
     size_t hdr_len, hdr_off;
     uint64_t fsize, sent;
     uint64_t extra; /* CRs added: the file has LF line ends, IMAP wants CRLF */
+    uint64_t kept;  /* bytes of the file sent: all but the filterheaders fields */
     struct eol_enc enc_count, enc_send;
+    struct hdr_filter hf_count, hf_send; /* filterheaders, for each pass */
     int64_t mtime;
     uint64_t intent_id;
     uint32_t uid;
@@ -665,8 +668,18 @@ void sync_exec_free(struct sync_ctx *c)
 
 static void ul_stat_next(struct sync_ctx *c);
 
+static int ul_count_emit(void *arg, const char *p, size_t n)
+{
+    struct sync_upload *u = arg;
+    u->kept += n;
+    u->extra += eol_enc_count(&u->enc_count, p, n);
+    return 0;
+}
+
 /* Counting pass: the APPEND literal's size must be known before its first
- * byte, and every bare LF of the file will travel as CRLF. */
+ * byte; the filterheaders fields will not travel, and every bare LF of the
+ * rest will travel as CRLF.  The sending pass runs the same bytes through
+ * the same filters (hdr_filter.h), so it sends exactly this many. */
 static void on_ul_count(struct repo_maildir_reader *r, int st, const void *data, size_t len,
                         void *arg)
 {
@@ -678,10 +691,11 @@ static void on_ul_count(struct repo_maildir_reader *r, int st, const void *data,
                   err_str(st));
         sync_op_end(c);
     } else if (len == 0) {
+        hdr_filter_end(&u->hf_count, ul_count_emit, u);
         ul_stat_next(c);
         sync_op_end(c);
     } else {
-        u->extra += eol_enc_count(&u->enc_count, data, len);
+        hdr_filter_feed(&u->hf_count, data, len, ul_count_emit, u);
     }
 }
 
@@ -727,6 +741,35 @@ static void ul_stat_setup(struct sync_ctx *c)
         ul_stat_next(c);
 }
 
+static int ul_buf_emit(void *arg, const char *p, size_t n)
+{
+    struct sync_upload *u = arg;
+    memcpy(u->buf + u->blen, p, n); /* room: see ul_buf_room */
+    u->blen += n;
+    return 0;
+}
+
+/* Room in u->buf for len bytes from the file, and what filterheaders
+ * held back from the previous chunk. */
+static bool ul_buf_room(struct sync_upload *u, size_t len)
+{
+    size_t need = len + (hdr_filter_active(&u->hf_send) ? HDR_FILTER_HOLD : 0);
+    /* Sized to the message (most are a few KiB), not to READ_BUF: a batch
+     * holds many of these at once. */
+    size_t want = u->fsize < READ_BUF ? (size_t)u->fsize : READ_BUF;
+    if (want < need)
+        want = need;
+    if (u->bcap < want) {
+        char *nb = realloc(u->buf, want);
+        if (nb) {
+            u->buf = nb;
+            u->bcap = want;
+        }
+    }
+    u->blen = u->boff = 0;
+    return u->bcap >= need;
+}
+
 static void on_ul_chunk(struct repo_maildir_reader *r, int st, const void *data, size_t len,
                         void *arg)
 {
@@ -735,31 +778,22 @@ static void on_ul_chunk(struct repo_maildir_reader *r, int st, const void *data,
         u->r_err = st;
         u->r_eof = true;
         u->r = NULL; /* the reader frees itself after this final call */
+        /* the end of a field name filterheaders was holding back */
+        if (st == 0 && u->hf_send.n_held) {
+            if (ul_buf_room(u, 0))
+                hdr_filter_end(&u->hf_send, ul_buf_emit, u);
+            else
+                u->r_err = -ENOMEM;
+        }
+    } else if (!ul_buf_room(u, len)) {
+        u->r_err = -ENOMEM;
+        u->r_eof = true;
+        repo_maildir_reader_close(r);
+        u->r = NULL;
     } else {
-        /* Sized to the message (most are a few KiB), not to READ_BUF: a
-         * batch holds many of these at once. */
-        size_t want = u->fsize < READ_BUF ? (size_t)u->fsize : READ_BUF;
-        if (want < len)
-            want = len;
-        if (u->bcap < want) {
-            char *nb = realloc(u->buf, want);
-            if (nb) {
-                u->buf = nb;
-                u->bcap = want;
-            }
-        }
-        if (u->bcap < len) {
-            u->r_err = -ENOMEM;
-            u->r_eof = true;
-            repo_maildir_reader_close(r);
-            u->r = NULL;
-        } else {
-            memcpy(u->buf, data, len);
-            u->blen = len;
-            u->boff = 0;
-            u->r_paused = true; /* until the connection has taken it */
-            repo_maildir_reader_pause(r);
-        }
+        hdr_filter_feed(&u->hf_send, data, len, ul_buf_emit, u);
+        u->r_paused = true; /* until the connection has taken it */
+        repo_maildir_reader_pause(r);
     }
     imap_conn_append_ready(u->c->job.conn);
 }
@@ -783,7 +817,7 @@ static ssize_t ul_read(void *arg, char *buf, size_t cap)
             return -EINVAL; /* cap < 2: cannot happen with imap_conn's buffers */
         u->boff += used;
         u->sent += n;
-        if (u->sent >= u->fsize + u->extra && u->boff == u->blen) {
+        if (u->sent >= u->kept + u->extra && u->boff == u->blen) {
             /* The whole file is on its way: release the reader (and its
              * chunk buffer) now, not at the tagged OK, which may come
              * after many more pipelined APPENDs. */
@@ -863,7 +897,7 @@ static void ul_append_setup(struct sync_ctx *c)
             .flags = sync_imap_sys(f),
             .keywords = kw[0] ? kw : NULL,
             .internaldate = u->mtime > 0 ? (time_t)u->mtime : 0,
-            .size = u->hdr_len + u->fsize + u->extra,
+            .size = u->hdr_len + u->kept + u->extra,
             .read = ul_read,
         };
         int rc = imap_conn_append(c->job.conn, &m, on_appended, u);
@@ -1012,11 +1046,14 @@ static void ul_batch(struct sync_ctx *c)
         return;
     }
     c->nul = end - start;
+    const struct config_list *fh = c->job.acct ? &c->job.acct->filterheaders : NULL;
     for (size_t i = start; i < end; i++) {
         struct sync_upload *u = &c->ul[i - start];
         u->c = c;
         u->pidx = i;
         u->near_idx = p->uploads[i].near_idx;
+        hdr_filter_init(&u->hf_count, fh ? (const char *const *)fh->v : NULL, fh ? fh->n : 0);
+        hdr_filter_init(&u->hf_send, fh ? (const char *const *)fh->v : NULL, fh ? fh->n : 0);
     }
     c->ul_next = end;
     sync_phase(c, ul_stat_setup, ul_stats_done);

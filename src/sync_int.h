@@ -63,6 +63,8 @@ struct sync_ctx {
     bool far_ro, near_ro;
     const char *kw[26];  /* customflag_<a..z> keywords, NULL if unmapped */
     uint32_t kw_letters; /* bit i: letter 'a'+i maps to a keyword */
+    uint8_t std_letters; /* upper-case letters synced: P is not when a customflag
+                          * letter maps $Forwarded (as in offlineimap) */
 
     int pending;        /* operations in flight in the current phase */
     sync_phase_fn next; /* what runs when pending falls to zero */

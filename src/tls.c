@@ -419,35 +419,72 @@ static int order_suites(struct tls_config *c)
     return 0;
 }
 
+/* Why a file cannot be used: missing or unreadable, else what was wrong
+ * with its content. */
+static const char *file_problem(const char *path, const char *content_problem)
+{
+    if (access(path, R_OK) != 0)
+        return errno == ENOENT ? "no such file" : strerror(errno);
+    return content_problem;
+}
+
+static int parse_client_key(struct tls_config *c, const char *path)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+    return mbedtls_pk_parse_keyfile(&c->client_key, path, NULL, mbedtls_ctr_drbg_random, &g.drbg);
+#else
+    return mbedtls_pk_parse_keyfile(&c->client_key, path, NULL);
+#endif
+}
+
+static int check_client_pair(struct tls_config *c)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+    return mbedtls_pk_check_pair(&c->client_crt.pk, &c->client_key, mbedtls_ctr_drbg_random,
+                                 &g.drbg);
+#else
+    return mbedtls_pk_check_pair(&c->client_crt.pk, &c->client_key);
+#endif
+}
+
+/* sslclientcert / sslclientkey.  As with Python's ssl under offlineimap, the
+ * key may be in the certificate's file when sslclientkey is not set. */
 static int load_client_cert(struct tls_config *c, const struct tls_opts *o, char *err,
                             size_t errlen)
 {
     if (!o->client_cert && !o->client_key)
         return 0;
-    if (!o->client_cert || !o->client_key) {
-        snprintf(err, errlen, "sslclientcert and sslclientkey must be given together");
+    if (!o->client_cert) {
+        snprintf(err, errlen, "sslclientkey is set but sslclientcert is not");
         return OIMAP_ECONFIG;
     }
     mbedtls_x509_crt_init(&c->client_crt);
     mbedtls_pk_init(&c->client_key);
     c->has_client = true;
     if (mbedtls_x509_crt_parse_file(&c->client_crt, o->client_cert) != 0) {
-        snprintf(err, errlen, "sslclientcert %s: cannot read a certificate", o->client_cert);
+        snprintf(err, errlen, "sslclientcert %s: %s", o->client_cert,
+                 file_problem(o->client_cert, "not a PEM or DER certificate"));
         return OIMAP_ECONFIG;
     }
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-    int r = mbedtls_pk_parse_keyfile(&c->client_key, o->client_key, NULL, mbedtls_ctr_drbg_random,
-                                     &g.drbg);
-#else
-    int r = mbedtls_pk_parse_keyfile(&c->client_key, o->client_key, NULL);
-#endif
-    if (r != 0) {
-        snprintf(err, errlen, "sslclientkey %s: cannot read an unencrypted private key",
-                 o->client_key);
+    const char *keyfile = o->client_key ? o->client_key : o->client_cert;
+    if (parse_client_key(c, keyfile) != 0) {
+        if (!o->client_key)
+            snprintf(err, errlen,
+                     "sslclientcert %s: no unencrypted private key in it; set "
+                     "sslclientkey",
+                     keyfile);
+        else
+            snprintf(err, errlen, "sslclientkey %s: %s", keyfile,
+                     file_problem(keyfile, "not an unencrypted private key"));
+        return OIMAP_ECONFIG;
+    }
+    if (check_client_pair(c) != 0) {
+        snprintf(err, errlen, "sslclientkey %s is not the key of sslclientcert %s", keyfile,
+                 o->client_cert);
         return OIMAP_ECONFIG;
     }
     if (mbedtls_ssl_conf_own_cert(&c->conf, &c->client_crt, &c->client_key) != 0) {
-        snprintf(err, errlen, "sslclientcert: cannot use the certificate");
+        snprintf(err, errlen, "sslclientcert %s: cannot use the certificate", o->client_cert);
         return OIMAP_ECONFIG;
     }
     return 0;

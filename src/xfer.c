@@ -125,6 +125,7 @@ static void ring_take(struct ring *r, char *out, size_t n)
 static void flow_check(struct xfer *x)
 {
     if (!x->paused && x->q.len >= x->fifo_max) {
+        LOG_DEBUG(LOGC_SYNC, "xfer to %s: %zu bytes buffered: source paused", x->folder, x->q.len);
         x->paused = true;
         imap_conn_pause(x->src);
     } else if (x->paused && x->q.len <= x->fifo_max / 2) {

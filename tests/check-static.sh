@@ -27,10 +27,11 @@ cd "$top"
 start=$(date +%s)
 
 # clang-tidy, one file per process, $jobs at a time; .clang-tidy is found
-# from the sources' directory.
+# from the sources' directory.  Findings (with the analyzer's notes) and
+# compile errors go to stdout; a file it could not process fails the run.
 ls src/*.c | xargs -P "$jobs" -n 1 "$tidy" -p "$build" --quiet \
     --extra-arg=-Wno-unknown-warning-option >"$out/tidy" 2>"$out/tidy.err"
-# Keep only findings (and their notes) and compile errors.
+tidy_rc=$?
 n_tidy=$(grep -c -E ': (warning|error): ' "$out/tidy")
 
 cppcheck --project="$build/compile_commands.json" --file-filter="$top/src/*" \
@@ -50,5 +51,9 @@ if [ "$n_cpp" -gt 0 ]; then
     echo "=== cppcheck: $n_cpp findings"
     sed "s|$top/||g" "$out/cppcheck"
 fi
+if [ "$tidy_rc" -ne 0 ]; then
+    echo "=== clang-tidy failed (exit $tidy_rc):"
+    grep -v ' warnings\? generated\.$' "$out/tidy.err"
+fi
 echo "clang-tidy: $n_tidy findings, cppcheck: $n_cpp findings ($(($(date +%s) - start)) s)"
-[ "$n_tidy" -eq 0 ] && [ "$n_cpp" -eq 0 ]
+[ "$n_tidy" -eq 0 ] && [ "$n_cpp" -eq 0 ] && [ "$tidy_rc" -eq 0 ]

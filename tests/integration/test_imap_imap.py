@@ -8,18 +8,18 @@ keywords), INTERNALDATE where a message was copied, and no message twice on
 either side.  Scenarios: new mail, deletions and flag changes both ways,
 folders created on either side (nested, different delimiters, a reference
 and a nametrans), --dry-run, kill -9 during transfers, a readonly-source
-migration of 2,000 messages, and the memory a 40 MB message costs."""
+migration of 2,000 messages, a source cut in the middle of a message, and
+the memory a 50 MB message costs."""
 
 import os
 import random
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import util  # noqa: E402
 from util import Dovecot, corpus, imaputil  # noqa: E402
-from test_sync import SUMMARY_RE, TUID_RE, summaries  # noqa: E402,F401
+from test_sync import TUID_RE, summaries  # noqa: E402
 
 USERS = {'r%d' % i: 'pw-r%d' % i for i in range(1, 9)}
 USERS.update({'l%d' % i: 'pw-l%d' % i for i in range(1, 9)})
@@ -246,7 +246,8 @@ class TestDelimiters(ImapImapCase):
                 self.assertIn(want, lf)
             self.assertNotIn('Sent', lf)  # only under the reference
             pairs = [('INBOX', 'Archive.INBOX'), ('Lists/dev', 'Archive.Lists.dev'),
-                     ('Sent', 'Archive.Sent Items'), ('Brouillons/Été', 'Archive.Brouillons.Été')]
+                     ('Sent', 'Archive.Sent Items'),
+                     ('Brouillons/Été', 'Archive.Brouillons.Été')]
             self.assert_same(dv, r, ldv, 'dot', pairs, dates=True)
             # a nested folder made on the local side appears on the remote
             with ldv.session('dot') as s:
@@ -258,7 +259,8 @@ class TestDelimiters(ImapImapCase):
             self.assertEqual(res.rc, 0, res.stdout + res.stderr)
             self.assertIn('Lists/fresh', folders_of(dv, r))
             self.assertNotIn('Elsewhere', folders_of(dv, r))
-            self.assert_same(dv, r, ldv, 'dot', [('Lists/fresh', 'Archive.Lists.fresh')], dates=True)
+            self.assert_same(dv, r, ldv, 'dot', [('Lists/fresh', 'Archive.Lists.fresh')],
+                             dates=True)
             res = sync(conf)
             self.assertEqual(summaries(res.stdout + res.stderr), {}, res.stdout + res.stderr)
 
@@ -341,7 +343,9 @@ class TestSourceFailure(ImapImapCase):
     small enough to be APPENDed only once whole is not APPENDed at all; a
     big one, already streaming, takes the destination connection down with
     it (the server discards the partial APPEND).  A clean rerun copies
-    everything exactly once."""
+    everything exactly once.  (The cut is a FIN: the proxy's RST of 'drop'
+    reaches the client only once the proxy's reading thread wakes, which
+    needs the client to write; a silent peer is socktimeout's case.)"""
 
     def run_cut(self, r, l, big):
         from faultproxy import Fault, FaultProxy
@@ -354,16 +358,18 @@ class TestSourceFailure(ImapImapCase):
                      1500000000)
             s.append('INBOX', b'Message-ID: <last@x>\r\nSubject: 3\r\n\r\nlast\r\n', [], None)
         with FaultProxy(dv.host, dv.port,
-                        plan=lambda i: Fault('drop', literal=(1, 100000)) if i == 0 else None
+                        plan=lambda i: Fault('truncate', literal=(1, 100000)) if i == 0 else None
                         ) as px:
             conf = config(dv, r, dv, l, self.meta(), remote={'remoteport': px.port})
             res = sync(conf)
             self.assertTrue(px.stats[0]['fired'], px.stats)
-        self.assertEqual(res.rc, 1, res.stdout + res.stderr)
+        # 1, or 0 when the folder's retry on a new connection (retrycount)
+        # already finished it
+        self.assertIn(res.rc, (0, 1), res.stdout + res.stderr)
         with dv.session(l) as s:
             ids = [x['message_id'] for x in records_of(s, 'INBOX')] if 'INBOX' in \
                 s.list_folders() else []
-        self.assertNotIn('<cut@x>', ids)  # never a partial message
+        self.assertLessEqual(ids.count('<cut@x>'), res.rc == 0)  # never a partial one
         conf = config(dv, r, dv, l, self.meta())
         res = sync(conf)
         self.assertEqual(res.rc, 0, res.stdout + res.stderr)
@@ -427,14 +433,14 @@ def oimap_peak_rss(conf_text):
 
 class TestLargeMessage(ImapImapCase):
 
-    def test_40mb_message_bounded_memory(self):
+    def test_50mb_message_bounded_memory(self):
         dv, r, l = self.dv, 'r6', 'l6'
         with dv.session(r) as s:
             s.append('INBOX', b'Message-ID: <small@x>\r\nSubject: s\r\n\r\nsmall\r\n', [], None)
         conf = config(dv, r, dv, l, self.meta())
         rc, out, baseline = oimap_peak_rss(conf)
         self.assertEqual(rc, 0, out)
-        size = 40 << 20
+        size = 50 << 20
         line = b'0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\r\n'
         body = line * (size // len(line))
         big = b'Message-ID: <big@x>\r\nSubject: big\r\n\r\n' + body
@@ -443,7 +449,7 @@ class TestLargeMessage(ImapImapCase):
         t = time.monotonic()
         rc, out, peak = oimap_peak_rss(conf)
         self.assertEqual(rc, 0, out)
-        print('40 MB message: %.1f s, peak RSS %s KiB (a run with one small message: %s KiB)' % (
+        print('50 MB message: %.1f s, peak RSS %s KiB (a run with one small message: %s KiB)' % (
             time.monotonic() - t, peak, baseline), file=sys.stderr)
         self.assert_same(dv, r, dv, l, [('INBOX', 'INBOX')], dates=True)
         if peak is not None and baseline is not None:

@@ -569,7 +569,7 @@ static void test_support_levels(void)
     struct config *cfg = NULL;
     char buf[4096];
     snprintf(buf, sizeof(buf),
-             "[DEFAULT]\nmyvar = 1\nipv6 = no\n"
+             "[DEFAULT]\nmyvar = 1\nproxy = SOCKS5:localhost:9050\n"
              "%s"
              "remotehots = typo\n"
              "localfolders = /x\n"
@@ -604,7 +604,7 @@ static void test_support_levels(void)
     ok(has("note: " F ":24: [ui.Curses.Blinkenlights]: offlineimap no longer reads [ui.*] "
            "sections, ignored\n"),
        "[ui.*] noted");
-    ok(has("warning: " F ":3: [DEFAULT] ipv6: not implemented yet, ignored\n"),
+    ok(has("warning: " F ":3: [DEFAULT] proxy: not implemented yet, ignored\n"),
        "DEFAULT option warned where it applies");
     ok(!has_quiet("myvar") && !has_quiet("Repository X"), "DEFAULT variables and unused "
                                                           "sections are not warned about");
@@ -884,6 +884,48 @@ static void test_files(void)
     setenv("HOME", "/home/tester", 1);
 }
 
+/* startdate: at most one of maxage and the two startdates, never in the
+ * future; the options implemented with it load without a warning. */
+static void test_sync_options(void)
+{
+    struct config *cfg = NULL;
+    is_int(load_remote("startdate = 2024-01-31\nsubscribedonly = yes\nretrycount = 5\n"
+                       "copy_ignore_eval = lambda f: None\n",
+                       &cfg),
+           0, "startdate, subscribedonly, retrycount, copy_ignore_eval load");
+    is_str(config_diagnostics(), "", "... without a warning");
+    if (cfg) {
+        is_str(cfg->accounts[0].remote->startdate, "2024-01-31", "startdate kept");
+        is_int(cfg->accounts[0].remote->retrycount, 5, "retrycount 5");
+    }
+    config_free(&cfg);
+
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", base_conf);
+    char *p = strstr(buf, "localfolders = /tmp/mail\n") + strlen("localfolders = /tmp/mail\n");
+    const char *add = "customflag_j = $Junk\nrestoreatime = yes\ndynamic_folderfilter = yes\n";
+    memmove(p + strlen(add), p, strlen(p) + 1);
+    memcpy(p, add, strlen(add));
+    is_int(load(buf, &cfg), 0, "customflag_j, restoreatime, dynamic_folderfilter load");
+    is_str(config_diagnostics(), "", "... without a warning");
+    if (cfg)
+        is_str(cfg->accounts[0].local->customflag['j' - 'a'], "$Junk", "customflag_j");
+    config_free(&cfg);
+
+    snprintf(buf, sizeof buf, "%s", base_conf);
+    p = strstr(buf, "remoterepository = R\n") + strlen("remoterepository = R\n");
+    memmove(p + 12, p, strlen(p) + 1);
+    memcpy(p, "maxage = 30\n", 12);
+    strcat(buf, "startdate = 2024-01-31\n");
+    expect_error(buf,
+                 F ":7: [Account A] maxage: set at most one of maxage, the local repository's "
+                   "startdate and the remote repository's startdate (as offlineimap)",
+                 "maxage and startdate");
+    expect_error(strcat(strcpy(buf, base_conf), "startdate = 2999-01-01\n"),
+                 F ":16: [Repository R] startdate: 2999-01-01 is in the future",
+                 "startdate in the future");
+}
+
 int main(void)
 {
     setenv("HOME", "/home/tester", 1);
@@ -902,5 +944,6 @@ int main(void)
     test_gmail();
     test_multi_account();
     test_files();
+    test_sync_options();
     return tap_done();
 }

@@ -769,6 +769,8 @@ static void test_zero_copy(void)
     is_int(zc_bad, 0, "literal chunks point into the caller's buffers (zero copy)");
     ok(zc_chunks >= 6 && zc_chunks <= 8, "... one chunk per feed (%d)", zc_chunks);
     ok(p.buf_cap <= 4096, "... and nothing of the body was buffered (cap %zu)", p.buf_cap);
+    is_int(imap_parser_feed(&p, NULL, 0), 0, "no bytes from a NULL buffer: nothing to do");
+    is_int(imap_parser_feed(&p, NULL, 5), -EINVAL, "bytes from a NULL buffer: refused");
     imap_parser_deinit(&p);
 }
 

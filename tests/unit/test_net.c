@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <unistd.h>
 #include <uv.h>
@@ -528,6 +529,90 @@ static void test_addresses(bool have_ns)
     c_close(&g);
 }
 
+/* ---- tunnels (net_spawn) ---------------------------------------------------- */
+
+static bool pid_gone(int pid)
+{
+    return kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Run the loop until pid is gone (exited and reaped); the milliseconds it took. */
+static uint64_t wait_gone(int pid, unsigned max_ms)
+{
+    uint64_t t0 = uv_now(loop);
+    while (!pid_gone(pid) && uv_now(loop) - t0 < max_ms)
+        run_for(20);
+    return uv_now(loop) - t0;
+}
+
+static void test_tunnel(void)
+{
+    struct client c = {0};
+    struct net_opts o = {.timeout_s = 5};
+    is_int(net_spawn(loop, "", &o, &cbs, &c, &c.s), UV_EINVAL, "empty command refused");
+    ok(c.s == NULL, "no stream");
+
+    /* cat echoes what we write: a full-duplex stream over two pipes */
+    ok(net_spawn(loop, "cat", &o, &cbs, &c, &c.s) == 0, "net_spawn cat");
+    ok(!c.connected, "on_connect not called from inside net_spawn");
+    ok(run_until(&c.connected, 3000), "tunnel connected");
+    is_str(net_peer(c.s), "tunnel \"cat\"", "peer names the command");
+    is_int(net_start_tls(c.s, NULL, NULL), UV_EINVAL, "no TLS over a tunnel");
+    c.want_total = 12;
+    net_write(c.s, "hello\nworld\n", 12);
+    net_expect_data(c.s, true);
+    ok(run_until(&c.done, 3000), "echo through the tunnel");
+    is_str(c.data, "hello\nworld\n", "bytes intact");
+    c_close(&c);
+    ok(c.closed, "closed");
+
+    /* the command's end: its output, then EOF with the exit status */
+    struct client d = {0};
+    ok(net_spawn(loop, "printf '* OK hi\\r\\n'; exit 3", &o, &cbs, &d, &d.s) == 0,
+       "net_spawn a failing command");
+    ok(run_until(&d.failed, 3000), "EOF reported");
+    is_str(d.data, "* OK hi\r\n", "its output was offered first");
+    is_int(d.err, UV_EOF, "as UV_EOF");
+    is_str(d.msg,
+           "tunnel \"printf '* OK hi\\r\\n'; exit 3\": the tunnel command exited with "
+           "status 3",
+           "message with the exit status");
+    c_close(&d);
+
+    /* a command that ignores the end of its input: SIGTERM 1 s after close */
+    struct client e = {0};
+    ok(net_spawn(loop, "echo $$; exec sleep 30", &o, &cbs, &e, &e.s) == 0, "stubborn command");
+    e.line_mode = true;
+    e.want_total = 2;
+    ok(run_until(&e.done, 3000), "it printed its pid");
+    int pid = atoi(e.data);
+    ok(pid > 1 && !pid_gone(pid), "it runs (pid %d)", pid);
+    c_close(&e);
+    uint64_t ms = wait_gone(pid, 5000);
+    ok(pid_gone(pid), "ended after close (%llu ms)", (unsigned long long)ms);
+    ok(ms >= 700 && ms < 3000, "by SIGTERM after the 1 s grace (%llu ms)", (unsigned long long)ms);
+
+    /* A simple command is exec'd: the process ended is the command itself,
+     * not a shell that would die and leave it running. */
+    char script[] = "/tmp/oimap-tunnel-XXXXXX";
+    int fd = mkstemp(script);
+    ok(fd >= 0 && write(fd, "echo $$\nexec sleep 30\n", 23) == 23, "script %s", script);
+    close(fd);
+    char cmd[100];
+    snprintf(cmd, sizeof cmd, "sh %s", script);
+    struct client f = {0};
+    ok(net_spawn(loop, cmd, &o, &cbs, &f, &f.s) == 0, "simple command");
+    f.line_mode = true;
+    f.want_total = 2;
+    ok(run_until(&f.done, 3000), "it printed its pid");
+    pid = atoi(f.data);
+    c_close(&f);
+    ms = wait_gone(pid, 5000);
+    ok(pid > 1 && pid_gone(pid), "the command itself got the signal (%llu ms)",
+       (unsigned long long)ms);
+    unlink(script);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -540,6 +625,7 @@ int main(void)
     test_eof_pause();
     test_close_early();
     test_addresses(have_ns);
+    test_tunnel();
     run_for(50);
     int r = uv_loop_close(loop);
     is_int(r, 0, "every handle closed");

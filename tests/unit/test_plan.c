@@ -25,7 +25,8 @@
  * '#' gives a message the TUID marker 1000+id (a copy made by an intent).
  * Flags are Maildir letters (D F P R S T, keywords a-z).
  * Options: imap ro_far ro_near keep_far keep_near noexp_far noexp_near quick
- * allow uvfar uvnear maxsize=N mindate=N gempty=N gcount=N gpct=N uidnext=N */
+ * allow uvfar uvnear maxsize=N mindate=N datefar datenear gempty=N gcount=N gpct=N
+ * uidnext=N (datefar/datenear: mindate applies to that side's messages only) */
 
 static plan_flags_t parse_flags(const char **pp)
 {
@@ -86,6 +87,10 @@ static int setup(struct sim *s, const char *msgs, const char *opts)
             s->opts.max_size = strtoull(tok + 8, NULL, 10);
         else if (!strncmp(tok, "mindate=", 8))
             s->opts.min_date = strtoll(tok + 8, NULL, 10);
+        else if (!strcmp(tok, "datefar"))
+            s->opts.min_date_sides |= 1u << PLAN_FAR;
+        else if (!strcmp(tok, "datenear"))
+            s->opts.min_date_sides |= 1u << PLAN_NEAR;
         else if (!strncmp(tok, "gempty=", 7))
             s->opts.guard_empty_min = (unsigned)atoi(tok + 7);
         else if (!strncmp(tok, "gcount=", 7))
@@ -388,6 +393,12 @@ static const struct scenario scenarios[] = {
     {"maxage: old messages stay where they are", "F1/1~100 F2/2~5000 N3/0~100 N4/0~6000",
      "mindate=1000",
      "1: 2: 4:", "2: 3: 4:", "dl=1 ul=1 pair=0 fl=0 xf=0 xn=0 rec=0 drop=0 held=0/0 lk=0"},
+    {"remote startdate: only old far messages stay", "F1/1~100 F2/2~5000 N3/0~100 N4/0~6000",
+     "mindate=1000 datefar",
+     "1: 2: 3: 4:", "2: 3: 4:", "dl=1 ul=2 pair=0 fl=0 xf=0 xn=0 rec=0 drop=0 held=0/0 lk=0"},
+    {"local startdate: only old near messages stay", "F1/1~100 F2/2~5000 N3/0~100 N4/0~6000",
+     "mindate=1000 datenear",
+     "1: 2: 4:", "1: 2: 3: 4:", "dl=2 ul=1 pair=0 fl=0 xf=0 xn=0 rec=0 drop=0 held=0/0 lk=0"},
     {"file with U= delivered before a crash: paired, not downloaded",
      "F1/1:S F2/2:S N1/1:S N2/2:S S2/2:S", "", "1:S 2:S", "1:S 2:S",
      "dl=0 ul=0 pair=1 fl=0 xf=0 xn=0 rec=0 drop=0 held=0/0 lk=0"},

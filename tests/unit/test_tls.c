@@ -524,7 +524,32 @@ static void test_verify(void)
     }
     c_close(&c);
     tls_config_free(&ccfg);
+
+    /* the key in the certificate's file (Python's ssl takes that too) */
+    ok(sh("cd %s && cat client.crt client.key > client-both.pem", dir) == 0, "combined PEM");
+    struct tls_opts both = {.cafile = P("ca.crt"), .client_cert = P("client-both.pem")};
+    is_int(tls_config_new(&both, &ccfg, err, sizeof err), 0, "key inside sslclientcert %s", err);
+    tls_connect(&c, "127.0.0.1", sv.port, ccfg);
+    ok(c.connected, "combined certificate and key: accepted %s", c.msg);
+    c_close(&c);
+    tls_config_free(&ccfg);
     stop(&sv);
+
+    /* unusable client certificates are configuration errors naming the file */
+    struct tls_opts bad = {
+        .cafile = P("ca.crt"), .client_cert = P("client.crt"), .client_key = P("good.key")};
+    is_int(tls_config_new(&bad, &ccfg, err, sizeof err), OIMAP_ECONFIG, "another cert's key");
+    ok(strstr(err, "good.key is not the key of sslclientcert") != NULL, "%s", err);
+    bad.client_key = NULL;
+    is_int(tls_config_new(&bad, &ccfg, err, sizeof err), OIMAP_ECONFIG, "no key at all");
+    ok(strstr(err, "no unencrypted private key in it; set sslclientkey") != NULL, "%s", err);
+    bad.client_cert = P("missing.crt");
+    is_int(tls_config_new(&bad, &ccfg, err, sizeof err), OIMAP_ECONFIG, "missing file");
+    ok(strstr(err, "missing.crt: no such file") != NULL, "%s", err);
+    bad.client_cert = NULL;
+    bad.client_key = P("client.key");
+    is_int(tls_config_new(&bad, &ccfg, err, sizeof err), OIMAP_ECONFIG, "key without cert");
+    ok(ccfg == NULL, "no config on errors");
 
     /* a TLS 1.1-only server; SECLEVEL=0 so OpenSSL 3 really offers it */
     if (s_server(&sv, "good", "-tls1_1 -cipher DEFAULT:@SECLEVEL=0")) {
