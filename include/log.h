@@ -53,6 +53,10 @@ enum log_ui log_current_ui(void);
 /* Replace every later occurrence of secret in log output by ********.
  * Strings shorter than 3 bytes are ignored (too many false hits). */
 void log_add_secret(const char *secret);
+/* Stop masking secret (a credential replaced and never used again, such as
+ * an expired OAuth2 access token), so that the bounded table of secrets
+ * does not fill up in a long-running daemon. */
+void log_forget_secret(const char *secret);
 
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)

@@ -1585,11 +1585,10 @@ static void print_repo(FILE *out, const char *role, const struct config_repo *r)
                           : r->ssl      ? "implicit TLS"
                           : r->starttls ? "STARTTLS"
                                         : "none (plain text)";
-        fprintf(out, "    host: %s\n",
-                r->remotehost            ? r->remotehost
-                : r->remotehosteval.text ? "(from remotehosteval)"
-                                         : "(tunnel)");
-        fprintf(out, "    port: %d\n", config_repo_port(r));
+        if (!tunnel) {
+            fprintf(out, "    host: %s\n", r->remotehost ? r->remotehost : "(from remotehosteval)");
+            fprintf(out, "    port: %d\n", config_repo_port(r));
+        }
         if (r->preauthtunnel && r->type != CONFIG_REPO_GMAIL)
             fprintf(out, "    preauthtunnel: %s\n", r->preauthtunnel);
         else if (r->transporttunnel)

@@ -180,21 +180,36 @@ static void start_repo(uv_loop_t *loop, struct info_repo *r)
 {
     const struct config_repo *repo = r->repo;
     char err[512] = "";
-    fprintf(r->out, "Server of [Repository %s]: %s:%d\n", repo->name,
-            repo->remotehost ? repo->remotehost : "(remotehost not set)", config_repo_port(repo));
     int rc = imap_conn_config_new(repo, &r->cc, err, sizeof err);
+    if (rc == 0 && r->cc->tunnel) {
+        /* A tunnel is the transport: no host, no TLS, and whether a login
+         * happens at all depends on the kind of tunnel. */
+        fprintf(r->out, "Server of [Repository %s]: through %s: %s\n", repo->name,
+                r->cc->tunnel_preauth ? "preauthtunnel" : "transporttunnel", r->cc->tunnel);
+    } else {
+        fprintf(r->out, "Server of [Repository %s]: %s:%d\n", repo->name,
+                repo->remotehost ? repo->remotehost : "(remotehost not set)",
+                config_repo_port(repo));
+    }
     if (rc < 0) {
         report_error(r, rc, *err ? err : err_str(rc));
         return;
     }
-    fprintf(r->out, "  TLS: %s\n", tls_mode_text(r->cc));
+    if (r->cc->tunnel && r->cc->tunnel_preauth)
+        fprintf(r->out, "  TLS: none (the command's pipes); no login: the tunnel is "
+                        "authenticated already\n");
+    else if (r->cc->tunnel)
+        fprintf(r->out, "  TLS: none (the command's pipes)\n");
+    else
+        fprintf(r->out, "  TLS: %s\n", tls_mode_text(r->cc));
     if (r->cc->tls_mode != IMAP_TLS_NONE && repo->cert_fingerprint.n)
         fprintf(r->out, "  cert_fingerprint: %zu pin(s)\n", repo->cert_fingerprint.n);
     else if (r->cc->tls_mode != IMAP_TLS_NONE)
         fprintf(r->out, "  CA certificates: %s\n",
                 repo->sslcacertfile ? repo->sslcacertfile : "(system default)");
-    fprintf(r->out, "  user: %s, password: %s\n", r->cc->user ? r->cc->user : "(none)",
-            r->cc->pass ? "********" : "(none)");
+    if (!(r->cc->tunnel && r->cc->tunnel_preauth))
+        fprintf(r->out, "  user: %s, password: %s\n", r->cc->user ? r->cc->user : "(none)",
+                r->cc->pass ? "********" : "(none)");
     rc = imap_conn_open(loop, r->cc, &handlers, on_open, r, &r->c);
     if (rc < 0) {
         char msg[600];

@@ -167,6 +167,20 @@ void log_add_secret(const char *secret)
         g_log.secrets[g_log.n_secrets++] = copy;
 }
 
+void log_forget_secret(const char *secret)
+{
+    if (!secret)
+        return;
+    for (size_t i = 0; i < g_log.n_secrets; i++) {
+        if (strcmp(g_log.secrets[i], secret) == 0) {
+            explicit_bzero(g_log.secrets[i], strlen(g_log.secrets[i]));
+            free(g_log.secrets[i]);
+            g_log.secrets[i] = g_log.secrets[--g_log.n_secrets];
+            return;
+        }
+    }
+}
+
 /* Replace every registered secret in line (NUL-terminated, in a buffer of
  * LOG_LINE_MAX) by "********".  The mask is never longer than what it hides
  * unless the secret is shorter than 8 bytes, so the line may grow a little:

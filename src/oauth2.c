@@ -937,6 +937,8 @@ static void got_answer(struct request *r, int status, const char *reason, const 
                   status, expires);
     struct entry *e = r->e;
     if (e && expires != 0) {
+        if (e->token && strcmp(e->token, token) != 0)
+            log_forget_secret(e->token); /* replaced: keeps the masker's table small */
         wipe_str(&e->token);
         e->token = strdup(token);
         /* half the lifetime, as offlineimap: a token is never used near its end */

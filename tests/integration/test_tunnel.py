@@ -170,6 +170,9 @@ class TestTunnel(util.DovecotTestCase):
         self.assertEqual(r.rc, 0, r.stdout + r.stderr[-3000:])
         self.assertIn('preauthtunnel: ' + self.preauth_cmd('alice'), r.stdout)
         self.assertRegex(r.stdout, re.compile(r'INBOX'))
+        self.assertIn('through preauthtunnel', r.stdout)
+        self.assertNotIn('remotehost not set', r.stdout)
+        self.assertNotIn('clear text', r.stdout)
 
 
 if __name__ == '__main__':

@@ -73,6 +73,21 @@ int main(void)
     ok(strstr(err, "hunter2") == NULL, "secret absent from the terminal output");
     ok(strstr(err, "login alice ******** done") != NULL, "info shown on the terminal");
 
+    /* A daemon replacing tokens for weeks never fills the table: each one
+     * replaced is forgotten, and the newest is still masked. */
+    char tok[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(tok, sizeof tok, "token-%04d", i);
+        log_add_secret(tok);
+        if (i < 999)
+            log_forget_secret(tok);
+    }
+    log_info("using %s", "token-0999");
+    log_info("again %s", "hunter2 ;#%");
+    fflush(stderr);
+    ok(strstr(slurp(path), "token-0999") == NULL, "newest of 1000 replaced tokens masked");
+    ok(strstr(slurp(path), "hunter2") == NULL, "earlier secret still masked after forgetting");
+
     /* machineui: severity:command:thread:urlencoded message */
     if (!freopen(errpath, "w", stderr))
         return 1;
