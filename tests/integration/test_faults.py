@@ -9,8 +9,9 @@ changes on the server and in the Maildir, on disjoint messages), syncs 'r'
 through a pass-through proxy (which measures the traffic, to pick offsets
 inside it), syncs 'f' through the faulting proxy, then reruns 'f' without
 the proxy.  After every round both sides of 'f' must equal both sides of 'r'
-by (Message-ID, body hash, flags), with nothing twice; a final rerun of
-each changes nothing (status store consistent).
+by (Message-ID, body hash, flags), with nothing twice; so must they right
+after a faulted sync that exited 0 (it recovered: it may not have skipped
+anything); a final rerun of each changes nothing (status store consistent).
 
 OIMAP_FAULT_RUNS (default 20) rounds, OIMAP_FAULT_SEED picks them (printed,
 so a failure can be replayed); OIMAP_FAULT_FIRED (default 0) keeps going
@@ -165,6 +166,14 @@ class TestFaults(util.DovecotTestCase):
                     with open(os.path.join(local_path(side.root, f), sub, name), 'wb') as fp:
                         fp.write(data)
 
+    def assert_same(self, fs, rs, what):
+        """Both sides of fs hold what both sides of rs hold."""
+        got, want = fs.state(), rs.state()
+        for f in NAMES:
+            for i, side in ((0, 'server'), (1, 'local')):
+                d = corpus.diff(want[f][i], got[f][i], 'reference', 'faulted')
+                self.assertEqual(d, '', '%s, folder %s %s:\n%s' % (what, f, side, d[:3000]))
+
     def pick_fault(self, rng, stat):
         kind = rng.choice(['drop', 'drop', 'truncate', 'truncate', 'bye', 'bye-literal',
                            'bye-literal', 'stall'])
@@ -244,6 +253,9 @@ class TestFaults(util.DovecotTestCase):
             n_fired = sum(1 for s in px.stats if s['fired'])
             fired += n_fired
             faulted_rc += r.rc != 0
+            if r.rc == 0:  # it says it finished despite the fault: it must have
+                self.assert_same(fs, rs, 'seed %d round %d %s, exit 0 before the rerun' % (
+                    SEED, k, faults))
             for s in px.stats:
                 if s['fired']:  # 'Fault(bye s2c literal 3 +20)' -> 'bye literal'
                     what = s['fault'][len('Fault('):].split()
@@ -254,12 +266,7 @@ class TestFaults(util.DovecotTestCase):
             self.assertEqual(r2.rc, 0, 'seed %d round %d after %s:\n%s' % (
                 SEED, k, faults, (r.stdout + r.stderr)[-3000:] + '\n---rerun---\n' +
                 (r2.stdout + r2.stderr)[-3000:]))
-            got, want = fs.state(), rs.state()
-            for f in NAMES:
-                for i, side in ((0, 'server'), (1, 'local')):
-                    d = corpus.diff(want[f][i], got[f][i], 'reference', 'faulted')
-                    self.assertEqual(d, '', 'seed %d round %d %s, folder %s %s:\n%s' % (
-                        SEED, k, faults, f, side, d[:3000]))
+            self.assert_same(fs, rs, 'seed %d round %d %s' % (SEED, k, faults))
         for side in (fs, rs):
             r = sync(side.conf())
             self.assertEqual(r.rc, 0, r.stdout + r.stderr)

@@ -137,7 +137,7 @@ class TestSignals(util.DovecotTestCase):
             self.skipTest('the sync ended before SIGQUIT arrived')
         self.assertRegex(err, r'sync of Account test: syncing folders for \d+ s; \d+ folder\(s\): '
                               r'\d+ done \(0 failed\)')
-        self.assertRegex(err, r'connection 1: 127\.0\.0\.1:\d+, SELECTED; syncing folder '
+        self.assertRegex(err, r'connection [12]: 127\.0\.0\.1:\d+, SELECTED; syncing folder '
                               r'(INBOX|Lists/dev); \d+ command\(s\) in flight(, oldest '
                               r'[A-Z ]+)?, \d+ waiting, \d+ bytes queued')
         self.assertRegex(err, r'folder (INBOX|Lists/dev): syncing on connection [12]')
