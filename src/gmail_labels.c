@@ -10,6 +10,7 @@
 #include "err.h"
 #include "imap_parse.h"
 #include "imap_utf7.h"
+#include "strbuf.h"
 
 /* ---- sets ---------------------------------------------------------------- */
 
@@ -548,73 +549,46 @@ int gmail_msg_read_labels(const char *hdr, size_t hdr_len, const char *name,
     return n;
 }
 
-struct buf {
-    char *p;
-    size_t len, cap;
-    int err;
-};
-
-static void put(struct buf *b, const char *s, size_t n)
-{
-    if (b->err)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->err = -ENOMEM;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 /* "name: value" folded before a label so that no line exceeds the limit
  * (a single label longer than that stays whole: nothing else is possible).
  * The continuation line's leading space is the separator of a
  * space-separated header, and is dropped with the rest of the white space
  * around a comma-separated label when read back. */
-static void put_field(struct buf *b, const char *name, const char *value, const char *eol)
+static void put_field(struct strbuf *b, const char *name, const char *value, const char *eol)
 {
     char sep = gmail_labels_separator(name);
     size_t line = strlen(name) + 2;
     bool first = true;
-    put(b, name, strlen(name));
-    put(b, ": ", 2);
+    strbuf_add(b, name, strlen(name));
+    strbuf_add(b, ": ", 2);
     for (const char *p = value; *p;) {
         const char *s = strchr(p, sep);
         size_t item = s ? (size_t)(s - p) : strlen(p);
         size_t tail = sep == ',' && s ? 1 : 0; /* the comma after it */
         size_t lead = sep == ' ' && !first ? 1 : 0;
         if (!first && line + lead + item + tail > GMAIL_LABELS_LINE_MAX) {
-            put(b, eol, strlen(eol));
-            put(b, " ", 1);
+            strbuf_add(b, eol, strlen(eol));
+            strbuf_add(b, " ", 1);
             line = 1;
         } else if (lead) {
-            put(b, " ", 1);
+            strbuf_add(b, " ", 1);
             line++;
         }
-        put(b, p, item);
-        put(b, ",", tail);
+        strbuf_add(b, p, item);
+        strbuf_add(b, ",", tail);
         line += item + tail;
         first = false;
         if (!s)
             break;
         p = s + 1;
     }
-    put(b, eol, strlen(eol));
+    strbuf_add(b, eol, strlen(eol));
 }
 
 int gmail_msg_set_header(const char *hdr, size_t hdr_len, const char *name, const char *value,
                          char **out_r, size_t *out_len_r)
 {
-    struct buf b = {0};
+    struct strbuf b = {0};
     size_t first = line_end(hdr, hdr_len, 0);
     const char *eol =
         first >= 2 && hdr[first - 1] == '\n' && hdr[first - 2] == '\r' ? "\r\n" : "\n";
@@ -624,12 +598,12 @@ int gmail_msg_set_header(const char *hdr, size_t hdr_len, const char *name, cons
     *out_len_r = 0;
     while (next_field(hdr, hdr_len, &pos, &f))
         if (!field_is(&f, name))
-            put(&b, hdr + f.start, f.end - f.start);
+            strbuf_add(&b, hdr + f.start, f.end - f.start);
     if (b.len && b.p[b.len - 1] != '\n')
-        put(&b, eol, strlen(eol)); /* a last line without its line end */
+        strbuf_add(&b, eol, strlen(eol)); /* a last line without its line end */
     if (value)
         put_field(&b, name, value, eol);
-    put(&b, "", 0);
+    strbuf_add(&b, "", 0);
     if (b.err) {
         free(b.p);
         return b.err;

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "pyeval.h"
 #include "pyhelper.h"
+#include "strbuf.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -168,42 +169,10 @@ void mbnames_list_clear(struct mbnames_list *l)
 
 /* ---- JSON ------------------------------------------------------------------- */
 
-struct buf {
-    char *p;
-    size_t len, cap;
-    int err;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-    if (b->err)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->err = -ENOMEM;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
-
-static int buf_finish(struct buf *b, char **out_r, size_t *len_r)
+static int buf_finish(struct strbuf *b, char **out_r, size_t *len_r)
 {
     if (!b->err && !b->p)
-        buf_add(b, "", 0);
+        strbuf_add(b, "", 0);
     if (b->err) {
         free(b->p);
         return -ENOMEM; /* the only error a buf records (a constant the analyzer sees) */
@@ -217,10 +186,10 @@ static int buf_finish(struct buf *b, char **out_r, size_t *len_r)
 /* A JSON string as Python's json.dumps(ensure_ascii=True) writes it.  A byte
  * that is not UTF-8 travels as a lone surrogate \udcXX (Python's
  * surrogateescape), which the decoder below turns back into the byte. */
-static void json_put_string(struct buf *b, const char *s)
+static void json_put_string(struct strbuf *b, const char *s)
 {
     size_t len = strlen(s);
-    buf_add(b, "\"", 1);
+    strbuf_add(b, "\"", 1);
     for (size_t i = 0; i < len;) {
         uint32_t cp;
         size_t n = pyeval_u8_decode(s, len, i, &cp);
@@ -228,60 +197,60 @@ static void json_put_string(struct buf *b, const char *s)
         char tmp[16];
         switch (cp) {
         case '"':
-            buf_add(b, "\\\"", 2);
+            strbuf_add(b, "\\\"", 2);
             continue;
         case '\\':
-            buf_add(b, "\\\\", 2);
+            strbuf_add(b, "\\\\", 2);
             continue;
         case '\n':
-            buf_add(b, "\\n", 2);
+            strbuf_add(b, "\\n", 2);
             continue;
         case '\r':
-            buf_add(b, "\\r", 2);
+            strbuf_add(b, "\\r", 2);
             continue;
         case '\t':
-            buf_add(b, "\\t", 2);
+            strbuf_add(b, "\\t", 2);
             continue;
         case '\b':
-            buf_add(b, "\\b", 2);
+            strbuf_add(b, "\\b", 2);
             continue;
         case '\f':
-            buf_add(b, "\\f", 2);
+            strbuf_add(b, "\\f", 2);
             continue;
         }
         if (cp >= 0x20 && cp < 0x7f) {
             tmp[0] = (char)cp;
-            buf_add(b, tmp, 1);
+            strbuf_add(b, tmp, 1);
         } else if (cp < 0x10000) {
             snprintf(tmp, sizeof tmp, "\\u%04x", (unsigned)cp);
-            buf_str(b, tmp);
+            strbuf_adds(b, tmp);
         } else {
             uint32_t v = cp - 0x10000;
             snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", (unsigned)(0xd800 + (v >> 10)),
                      (unsigned)(0xdc00 + (v & 0x3ff)));
-            buf_str(b, tmp);
+            strbuf_adds(b, tmp);
         }
     }
-    buf_add(b, "\"", 1);
+    strbuf_add(b, "\"", 1);
 }
 
 int mbnames_json_encode(const struct mbnames_list *l, char **out_r, size_t *len_r)
 {
-    struct buf b = {0};
-    buf_add(&b, "[", 1);
+    struct strbuf b = {0};
+    strbuf_add(&b, "[", 1);
     for (size_t i = 0; i < l->n; i++) {
         const struct mbnames_item *it = &l->v[i];
-        buf_str(&b, i ? ", {" : "{");
+        strbuf_adds(&b, i ? ", {" : "{");
         for (size_t k = 0; k < it->n; k++) {
             if (k)
-                buf_add(&b, ", ", 2);
+                strbuf_add(&b, ", ", 2);
             json_put_string(&b, it->keys[k]);
-            buf_add(&b, ": ", 2);
+            strbuf_add(&b, ": ", 2);
             json_put_string(&b, it->vals[k]);
         }
-        buf_add(&b, "}", 1);
+        strbuf_add(&b, "}", 1);
     }
-    buf_add(&b, "]", 1);
+    strbuf_add(&b, "]", 1);
     return buf_finish(&b, out_r, len_r);
 }
 
@@ -331,7 +300,7 @@ static int jhex4(struct jparse *j, uint32_t *v)
 
 /* The code point of a \u escape (j->pos after "\u"), joining a surrogate
  * pair; a lone low surrogate \udc80..\udcff stands for that byte. */
-static int jescape_u(struct jparse *j, struct buf *out)
+static int jescape_u(struct jparse *j, struct strbuf *out)
 {
     uint32_t cp;
     int r = jhex4(j, &cp);
@@ -350,19 +319,19 @@ static int jescape_u(struct jparse *j, struct buf *out)
     char enc[4];
     if (cp >= 0xdc80 && cp <= 0xdcff) {
         enc[0] = (char)(cp - 0xdc00);
-        buf_add(out, enc, 1);
+        strbuf_add(out, enc, 1);
     } else if (cp >= 0xd800 && cp < 0xe000) {
         return jfail(j, "lone surrogate in a \\u escape");
     } else {
-        buf_add(out, enc, chars_utf8_put(enc, cp));
+        strbuf_add(out, enc, chars_utf8_put(enc, cp));
     }
     return 0;
 }
 
-static int jstring(struct jparse *j, struct buf *out)
+static int jstring(struct jparse *j, struct strbuf *out)
 {
     out->len = 0;
-    buf_add(out, "", 0);
+    strbuf_add(out, "", 0);
     if (!jeat(j, '"'))
         return jfail(j, "expected a string");
     while (j->pos < j->len) {
@@ -372,7 +341,7 @@ static int jstring(struct jparse *j, struct buf *out)
         if ((unsigned char)c < 0x20)
             return jfail(j, "control character in a string");
         if (c != '\\') {
-            buf_add(out, &c, 1);
+            strbuf_add(out, &c, 1);
             continue;
         }
         if (j->pos >= j->len)
@@ -385,7 +354,7 @@ static int jstring(struct jparse *j, struct buf *out)
             if (r < 0)
                 return r;
         } else if (c && k) {
-            buf_add(out, &to[k - from], 1);
+            strbuf_add(out, &to[k - from], 1);
         } else {
             return jfail(j, "bad escape in a string");
         }
@@ -395,7 +364,7 @@ static int jstring(struct jparse *j, struct buf *out)
 
 static int jobject(struct jparse *j, struct mbnames_item *it)
 {
-    struct buf k = {0}, v = {0};
+    struct strbuf k = {0}, v = {0};
     int r = 0;
     if (!jeat(j, '{'))
         return jfail(j, "expected an object");
@@ -528,7 +497,7 @@ static const char *parse_spec(const char *p, struct spec *sp, char *err, size_t 
     return p + 1;
 }
 
-static int put_field(struct buf *b, const struct spec *sp, const char *val)
+static int put_field(struct strbuf *b, const struct spec *sp, const char *val)
 {
     char *repr = NULL;
     if (sp->conv == 'r') {
@@ -545,10 +514,10 @@ static int put_field(struct buf *b, const struct spec *sp, const char *val)
     size_t chars = u8_chars(val, len);
     size_t pad = sp->width > 0 && (size_t)sp->width > chars ? (size_t)sp->width - chars : 0;
     for (size_t i = 0; !sp->left && i < pad; i++)
-        buf_add(b, " ", 1);
-    buf_add(b, val, len);
+        strbuf_add(b, " ", 1);
+    strbuf_add(b, val, len);
     for (size_t i = 0; sp->left && i < pad; i++)
-        buf_add(b, " ", 1);
+        strbuf_add(b, " ", 1);
     free(repr);
     return 0;
 }
@@ -556,17 +525,17 @@ static int put_field(struct buf *b, const struct spec *sp, const char *val)
 int mbnames_format_item(const char *fmt, const struct mbnames_item *item, char **out_r, char *err,
                         size_t errlen)
 {
-    struct buf b = {0};
+    struct strbuf b = {0};
     const char *p = fmt;
     while (*p) {
         const char *pc = strchr(p, '%');
         if (!pc) {
-            buf_str(&b, p);
+            strbuf_adds(&b, p);
             break;
         }
-        buf_add(&b, p, (size_t)(pc - p));
+        strbuf_add(&b, p, (size_t)(pc - p));
         if (pc[1] == '%') {
-            buf_add(&b, "%", 1);
+            strbuf_add(&b, "%", 1);
             p = pc + 2;
             continue;
         }
@@ -923,8 +892,8 @@ int mbnames_render(struct mbnames *mb, struct mbnames_list *l, char **out_r, siz
     int r = sort_items(mb, l, err, errlen);
     if (r < 0)
         return r;
-    struct buf b = {0};
-    buf_str(&b, mb->header);
+    struct strbuf b = {0};
+    strbuf_adds(&b, mb->header);
     for (size_t i = 0; i < l->n; i++) {
         char *line = NULL;
         if ((r = mbnames_format_item(mb->peritem, &l->v[i], &line, err, errlen)) < 0) {
@@ -932,11 +901,11 @@ int mbnames_render(struct mbnames *mb, struct mbnames_list *l, char **out_r, siz
             return r;
         }
         if (i)
-            buf_str(&b, mb->sep);
-        buf_str(&b, line);
+            strbuf_adds(&b, mb->sep);
+        strbuf_adds(&b, line);
         free(line);
     }
-    buf_str(&b, mb->footer);
+    strbuf_adds(&b, mb->footer);
     return buf_finish(&b, out_r, len_r);
 }
 
@@ -998,7 +967,7 @@ static int read_file(const char *path, char **buf_r, size_t *len_r)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    struct buf b = {0};
+    struct strbuf b = {0};
     char chunk[8192];
     int r = 0;
     for (;;) {
@@ -1015,7 +984,7 @@ static int read_file(const char *path, char **buf_r, size_t *len_r)
             r = -EFBIG;
             break;
         }
-        buf_add(&b, chunk, (size_t)n);
+        strbuf_add(&b, chunk, (size_t)n);
     }
     close(fd);
     if (r < 0) {

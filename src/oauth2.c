@@ -26,6 +26,7 @@
 #include "err.h"
 #include "log.h"
 #include "net.h"
+#include "strbuf.h"
 #include "tls.h"
 
 #define MAX_HEADER (16 * 1024)
@@ -146,71 +147,36 @@ int oauth2_url_parse(const char *url, struct oauth2_url *u, char *err, size_t er
 
 /* ---- the request ------------------------------------------------------------ */
 
-struct buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 512;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *np = malloc(cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        if (b->p) /* copied by hand, so the old secret-bearing block can be wiped */
-            memcpy(np, b->p, b->len);
-        wipe_free(b->p, b->cap);
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
-
 /* application/x-www-form-urlencoded, as Python's urlencode writes it. */
-static void form_add(struct buf *b, const char *name, const char *value)
+static void form_add(struct strbuf *b, const char *name, const char *value)
 {
     if (!value)
         return;
     if (b->len)
-        buf_str(b, "&");
-    buf_str(b, name);
-    buf_str(b, "=");
+        strbuf_adds(b, "&");
+    strbuf_adds(b, name);
+    strbuf_adds(b, "=");
     for (const unsigned char *v = (const unsigned char *)value; *v; v++) {
         char enc[4];
         if (isalnum(*v) || *v == '-' || *v == '.' || *v == '_' || *v == '~') {
-            buf_add(b, (const char *)v, 1);
+            strbuf_add(b, (const char *)v, 1);
         } else if (*v == ' ') {
-            buf_str(b, "+");
+            strbuf_adds(b, "+");
         } else {
             snprintf(enc, sizeof enc, "%%%02X", *v);
-            buf_add(b, enc, 3);
+            strbuf_add(b, enc, 3);
         }
     }
 }
 
 char *oauth2_form_body(const struct oauth2_params *p)
 {
-    struct buf b = {0};
+    struct strbuf b = {0};
     form_add(&b, "client_id", p->client_id);
     form_add(&b, "client_secret", p->client_secret);
     form_add(&b, "refresh_token", p->refresh_token);
     form_add(&b, "grant_type", "refresh_token");
-    if (b.oom) {
+    if (b.err) {
         wipe_free(b.p, b.cap);
         return NULL;
     }
@@ -222,26 +188,26 @@ static char *http_request(const struct oauth2_url *u, const struct oauth2_params
     char *body = oauth2_form_body(p);
     if (!body)
         return NULL;
-    struct buf b = {0};
+    struct strbuf b = {0};
     char line[2600];
     bool v6 = strchr(u->host, ':') != NULL;
     bool dflt = u->port == (u->https ? 443u : 80u);
     snprintf(line, sizeof line, "POST %s HTTP/1.1\r\nHost: %s%s%s", u->path, v6 ? "[" : "", u->host,
              v6 ? "]" : "");
-    buf_str(&b, line);
+    strbuf_adds(&b, line);
     if (!dflt) {
         snprintf(line, sizeof line, ":%u", u->port);
-        buf_str(&b, line);
+        strbuf_adds(&b, line);
     }
     snprintf(line, sizeof line,
              "\r\nUser-Agent: oimap/%s\r\nAccept: application/json\r\n"
              "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n"
              "Connection: close\r\n\r\n",
              OIMAP_VERSION, strlen(body));
-    buf_str(&b, line);
-    buf_str(&b, body);
+    strbuf_adds(&b, line);
+    strbuf_adds(&b, body);
     wipe_str(&body);
-    if (b.oom) {
+    if (b.err) {
         wipe_free(b.p, b.cap);
         return NULL;
     }
@@ -331,7 +297,7 @@ static int parse_head(const char *p, size_t n, struct http_head *h, char *reason
 }
 
 /* Decode a chunked body from p[0..n): 0 complete, OIMAP_ENEEDMORE, -1 bad. */
-static int dechunk(const char *p, size_t n, struct buf *out)
+static int dechunk(const char *p, size_t n, struct strbuf *out)
 {
     size_t i = 0;
     for (;;) {
@@ -354,7 +320,7 @@ static int dechunk(const char *p, size_t n, struct buf *out)
             return OIMAP_ETOOBIG;
         if (n - i < size + 1)
             return OIMAP_ENEEDMORE;
-        buf_add(out, p + i, size);
+        strbuf_add(out, p + i, size);
         i += size;
         if (p[i] == '\r')
             i++;
@@ -399,7 +365,7 @@ int oauth2_http_parse(const char *buf, size_t len, bool eof, int *status_r, char
     *status_r = h.status;
     const char *b = buf + off;
     size_t avail = len - off;
-    struct buf body = {0};
+    struct strbuf body = {0};
     if (h.chunked) {
         int r = dechunk(b, avail, &body);
         if (r == OIMAP_ENEEDMORE && eof)
@@ -419,17 +385,17 @@ int oauth2_http_parse(const char *buf, size_t len, bool eof, int *status_r, char
                 return OIMAP_ENEEDMORE;
             return http_err(err, errlen, OIMAP_EPROTO, "the connection closed inside the body");
         }
-        buf_add(&body, b, (size_t)h.content_length);
+        strbuf_add(&body, b, (size_t)h.content_length);
     } else {
         if (!eof)
             return OIMAP_ENEEDMORE;
         if (avail > MAX_BODY)
             return http_err(err, errlen, OIMAP_ETOOBIG, "answer too large");
-        buf_add(&body, b, avail);
+        strbuf_add(&body, b, avail);
     }
     if (!body.p)
-        buf_add(&body, "", 0);
-    if (body.oom) {
+        strbuf_add(&body, "", 0);
+    if (body.err) {
         wipe_free(body.p, body.cap);
         return -ENOMEM;
     }
@@ -778,7 +744,7 @@ struct request {
     struct oauth2_wait *waiters;
     char *out;
     size_t out_len;
-    struct buf in;
+    struct strbuf in;
     bool done;
 };
 
@@ -987,8 +953,8 @@ static void on_read(struct net_stream *s, const char *data, size_t len, void *ar
         finish_err(r, OIMAP_ETOOBIG, "answer too large");
         return;
     }
-    buf_add(&r->in, data, len);
-    if (r->in.oom) {
+    strbuf_add(&r->in, data, len);
+    if (r->in.err) {
         finish_err(r, -ENOMEM, "out of memory");
         return;
     }
