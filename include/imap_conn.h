@@ -401,6 +401,8 @@ int imap_conn_store(struct imap_conn *c, const char *uidset, bool add, unsigned 
  * UIDPLUS (then every \Deleted message goes). */
 int imap_conn_expunge(struct imap_conn *c, const char *uidset, imap_done_cb done, void *arg);
 int imap_conn_create(struct imap_conn *c, const char *folder, imap_done_cb done, void *arg);
+/* DELETE folder (--delete-folder). */
+int imap_conn_delete(struct imap_conn *c, const char *folder, imap_done_cb done, void *arg);
 int imap_conn_subscribe(struct imap_conn *c, const char *folder, imap_done_cb done, void *arg);
 /* UID SEARCH HEADER name value: res->uids. */
 int imap_conn_search_header(struct imap_conn *c, const char *name, const char *value,

@@ -237,25 +237,7 @@ static void on_deleted(struct imap_conn *c, int st, const struct imap_result *re
 
 static int send_delete(struct del *d)
 {
-    char *enc = NULL;
-    int r = imap_utf7_encode(d->utf8, strlen(d->utf8), &enc);
-    if (r < 0)
-        return r;
-    size_t need = imap_quote_size(strlen(enc));
-    char *cmd = malloc(need + 8);
-    if (!cmd) {
-        free(enc);
-        return -ENOMEM;
-    }
-    memcpy(cmd, "DELETE ", sizeof "DELETE "); /* with its NUL */
-    r = imap_quote(cmd + 7, need, enc, strlen(enc), false);
-    free(enc);
-    if (r > 0)
-        r = imap_conn_command(d->conn, cmd, NULL, NULL, on_deleted, d);
-    else if (r == 0)
-        r = OIMAP_ENAME;
-    free(cmd);
-    return r;
+    return imap_conn_delete(d->conn, d->utf8, on_deleted, d);
 }
 
 static const char *plural(size_t n)

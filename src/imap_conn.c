@@ -2378,7 +2378,9 @@ int imap_conn_expunge(struct imap_conn *c, const char *uidset, imap_done_cb done
     return submit(c, &b, cmd);
 }
 
-int imap_conn_create(struct imap_conn *c, const char *folder, imap_done_cb done, void *arg)
+/* A command whose one argument is a folder: "CREATE <mailbox>"... */
+static int folder_command(struct imap_conn *c, const char *verb, const char *folder,
+                          imap_done_cb done, void *arg)
 {
     int rc = usable(c);
     if (rc < 0)
@@ -2389,25 +2391,24 @@ int imap_conn_create(struct imap_conn *c, const char *folder, imap_done_cb done,
     struct cmd *cmd = cmd_begin(c, &b, K_GENERIC, done, arg);
     if (!cmd)
         return -ENOMEM;
-    b_text(&b, "CREATE ");
+    b_text(&b, "%s ", verb);
     b_mailbox(&b, folder);
     return submit(c, &b, cmd);
 }
 
+int imap_conn_create(struct imap_conn *c, const char *folder, imap_done_cb done, void *arg)
+{
+    return folder_command(c, "CREATE", folder, done, arg);
+}
+
 int imap_conn_subscribe(struct imap_conn *c, const char *folder, imap_done_cb done, void *arg)
 {
-    int rc = usable(c);
-    if (rc < 0)
-        return rc;
-    if (!folder || !*folder)
-        return UV_EINVAL;
-    struct builder b;
-    struct cmd *cmd = cmd_begin(c, &b, K_GENERIC, done, arg);
-    if (!cmd)
-        return -ENOMEM;
-    b_text(&b, "SUBSCRIBE ");
-    b_mailbox(&b, folder);
-    return submit(c, &b, cmd);
+    return folder_command(c, "SUBSCRIBE", folder, done, arg);
+}
+
+int imap_conn_delete(struct imap_conn *c, const char *folder, imap_done_cb done, void *arg)
+{
+    return folder_command(c, "DELETE", folder, done, arg);
 }
 
 int imap_conn_search_header(struct imap_conn *c, const char *name, const char *value,
