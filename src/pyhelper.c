@@ -12,6 +12,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -509,119 +510,79 @@ static void arena_reset(struct arena *a)
 
 /* ---- JSON: encoding requests ---------------------------------------------------------------- */
 
-struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t len)
-{
-    if (b->oom)
-        return;
-    if (b->n + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + len + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, len);
-    b->n += len;
-    b->p[b->n] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static void sb_free(struct sbuf *b)
-{
-    if (b->p)
-        explicit_bzero(b->p, b->cap);
-    free(b->p);
-    *b = (struct sbuf){0};
-}
-
 /* A JSON string, ASCII only; a byte that is not UTF-8 becomes \udcXX, which
  * Python reads as surrogateescape does. */
-static void json_str(struct sbuf *b, const char *s, size_t len)
+static void json_str(struct strbuf *b, const char *s, size_t len)
 {
-    sb_add(b, "\"", 1);
+    strbuf_add(b, "\"", 1);
     for (size_t i = 0; i < len;) {
         uint32_t cp;
         i += pyeval_u8_decode(s, len, i, &cp);
         char e[16];
         if (cp == '"' || cp == '\\') {
             e[0] = '\\', e[1] = (char)cp;
-            sb_add(b, e, 2);
+            strbuf_add(b, e, 2);
         } else if (cp >= 0x20 && cp < 0x7f) {
             e[0] = (char)cp;
-            sb_add(b, e, 1);
+            strbuf_add(b, e, 1);
         } else if (cp < 0x10000) {
             snprintf(e, sizeof e, "\\u%04" PRIx32, cp);
-            sb_add(b, e, 6);
+            strbuf_add(b, e, 6);
         } else {
             cp -= 0x10000;
             snprintf(e, sizeof e, "\\u%04" PRIx32 "\\u%04" PRIx32, 0xD800 + (cp >> 10),
                      0xDC00 + (cp & 0x3FF));
-            sb_add(b, e, 12);
+            strbuf_add(b, e, 12);
         }
     }
-    sb_add(b, "\"", 1);
+    strbuf_add(b, "\"", 1);
 }
 
-static int json_value(struct sbuf *b, const struct pyval *v, int depth)
+static int json_value(struct strbuf *b, const struct pyval *v, int depth)
 {
     char num[32];
     if (depth > PH_MAX_DEPTH)
         return OIMAP_ETOOBIG;
     switch (v->type) {
     case PYV_NONE:
-        sb_str(b, "null");
+        strbuf_adds(b, "null");
         return 0;
     case PYV_BOOL:
-        sb_str(b, v->u.b ? "true" : "false");
+        strbuf_adds(b, v->u.b ? "true" : "false");
         return 0;
     case PYV_INT:
         snprintf(num, sizeof num, "%" PRId64, v->u.i);
-        sb_str(b, num);
+        strbuf_adds(b, num);
         return 0;
     case PYV_STR:
         json_str(b, v->u.str.s, v->u.str.len);
         return 0;
     case PYV_LIST:
     case PYV_TUPLE:
-        sb_str(b, "[");
+        strbuf_adds(b, "[");
         for (size_t i = 0; i < v->u.seq.n; i++) {
             if (i)
-                sb_str(b, ",");
+                strbuf_adds(b, ",");
             int r = json_value(b, &v->u.seq.v[i], depth + 1);
             if (r < 0)
                 return r;
         }
-        sb_str(b, "]");
+        strbuf_adds(b, "]");
         return 0;
     case PYV_DICT:
-        sb_str(b, "{");
+        strbuf_adds(b, "{");
         for (size_t i = 0; i < v->u.dict.n; i++) {
             if (v->u.dict.k[i].type != PYV_STR)
                 return OIMAP_ECONFIG;
             if (i)
-                sb_str(b, ",");
+                strbuf_adds(b, ",");
             json_str(b, v->u.dict.k[i].u.str.s, v->u.dict.k[i].u.str.len);
-            sb_str(b, ":");
+            strbuf_adds(b, ":");
             int r = json_value(b, &v->u.dict.v[i], depth + 1);
             if (r < 0)
                 return r;
         }
-        sb_str(b, "}");
+        strbuf_adds(b, "}");
         return 0;
     default:
         return OIMAP_ECONFIG;
@@ -934,7 +895,7 @@ static int helper_ready(void)
  * with the reply object in *reply_r, or OIMAP_ECONFIG with H.dead set (the
  * helper is gone), -ESTALE (not the process of want_gen), -ENOENT (no
  * python3), -ENOMEM. */
-static int exchange(struct sbuf *req, int timeout_ms, unsigned want_gen, struct arena *a,
+static int exchange(struct strbuf *req, int timeout_ms, unsigned want_gen, struct arena *a,
                     struct pyval *reply_r)
 {
     int r;
@@ -946,13 +907,13 @@ static int exchange(struct sbuf *req, int timeout_ms, unsigned want_gen, struct 
     } else if ((r = helper_ready()) < 0) {
         return r;
     }
-    sb_add(req, "\n", 1);
-    if (req->oom)
+    strbuf_add(req, "\n", 1);
+    if (req->err)
         return -ENOMEM;
     int64_t deadline = now_ms() + timeout_ms;
     char *line = NULL, why[96]; /* (read_line's -errno: the analyzer cannot see it is < 0) */
     size_t len = 0;
-    if ((r = write_all(req->p, req->n, deadline)) < 0 ||
+    if ((r = write_all(req->p, req->len, deadline)) < 0 ||
         (r = read_line(deadline, &line, &len)) < 0) {
         char msg[256];
         snprintf(msg, sizeof msg, "%s", io_reason(r, why, sizeof why));
@@ -1035,15 +996,15 @@ static int int_field(const struct pyval *reply, const char *key, int64_t *v)
 static int python_compile(struct pyexpr *x, const char *src, bool with_re, const char *reason,
                           char *err, size_t errlen)
 {
-    struct sbuf req = {0};
-    sb_str(&req, "{\"op\":\"eval\",\"re\":");
-    sb_str(&req, with_re ? "true" : "false");
-    sb_str(&req, ",\"expr\":");
+    struct strbuf req = {0};
+    strbuf_adds(&req, "{\"op\":\"eval\",\"re\":");
+    strbuf_adds(&req, with_re ? "true" : "false");
+    strbuf_adds(&req, ",\"expr\":");
     json_str(&req, src, strlen(src));
-    sb_str(&req, "}");
+    strbuf_adds(&req, "}");
     struct pyval reply;
     int r = exchange(&req, PH_EVAL_TIMEOUT_MS, 0, &x->keep, &reply);
-    sb_free(&req);
+    strbuf_wipe(&req);
     if (r == -ENOENT) {
         const char *env = getenv("OIMAP_PYTHON");
         if (env && *env)
@@ -1207,25 +1168,25 @@ int pyexpr_call(struct pyexpr *x, const struct pyval *args, size_t nargs, struct
         snprintf(x->err, sizeof x->err, "%s: TypeError: the value is not callable", x->where);
         return OIMAP_ECONFIG;
     }
-    struct sbuf req = {0};
+    struct strbuf req = {0};
     char num[48];
     snprintf(num, sizeof num, "{\"op\":\"call\",\"fn\":%" PRId64 ",\"args\":[", x->fn);
-    sb_str(&req, num);
+    strbuf_adds(&req, num);
     int r = 0;
     for (size_t i = 0; i < nargs && r == 0; i++) {
         if (i)
-            sb_str(&req, ",");
+            strbuf_adds(&req, ",");
         r = json_value(&req, &args[i], 0);
     }
-    sb_str(&req, "]}");
+    strbuf_adds(&req, "]}");
     if (r < 0) {
-        sb_free(&req);
+        strbuf_wipe(&req);
         snprintf(x->err, sizeof x->err, "%s: an argument python3 cannot be given", x->where);
         return OIMAP_ECONFIG;
     }
     struct pyval reply;
     r = exchange(&req, PH_CALL_TIMEOUT_MS, x->gen, &x->scratch, &reply);
-    sb_free(&req);
+    strbuf_wipe(&req);
     if (r == -ENOMEM)
         return r;
     if (r == -ESTALE) {
