@@ -40,6 +40,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "proxy.h"
+
 /* A comma-separated list, items stripped, empty items dropped. */
 struct config_list {
     char **v;
@@ -131,6 +133,9 @@ struct config_repo {
     char *customflag[26];   /* customflag_a .. customflag_z, NULL if unset */
 
     /* IMAP, Gmail */
+    /* The [Account]'s proxy and authproxy, parsed (type PROXY_NONE: none),
+     * set on the repositories the account uses. */
+    struct proxy_spec proxy, authproxy;
     char *remotehost; /* required for IMAP unless remotehosteval or a tunnel;
                        * Gmail: imap.gmail.com */
     struct config_expr remotehosteval;
@@ -197,7 +202,7 @@ struct config_account {
     char *labelsheader;                       /* X-Keywords */
     struct config_list ignorelabels;
     struct config_list filterheaders;
-    char *proxy, *authproxy;
+    char *proxy, *authproxy; /* TYPE:host:port; authproxy NULL = proxy, "" = none */
     bool utf8foldernames; /* no */
     bool deletion_guard;  /* oimap: yes; no lets mass deletions through */
 };

@@ -29,6 +29,7 @@ enum {
     OIMAP_ENAME,        /* a folder or file name is unsafe or malformed */
     OIMAP_ESTATUS,      /* the status store is inconsistent or of another version */
     OIMAP_ENEEDMORE,    /* parser: feed more bytes (not an error for callers) */
+    OIMAP_EPROXY,       /* the proxy refused the connection or wants credentials */
     OIMAP_ELAST
 };
 

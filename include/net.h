@@ -8,6 +8,16 @@
  * net_spawn() gives the same kind of stream over a tunnel command's stdin and
  * stdout (`preauthtunnel`, `transporttunnel`; see tunnel.h).
  *
+ * Proxy (opts->proxy, offlineimap's `proxy`; see proxy.h)
+ *   net_connect() then resolves and connects to the proxy (opts->family
+ *   applies to it), runs the proxy's handshake, which asks it for host:port
+ *   by name, and only then goes on as above: TLS through the tunnel, verified
+ *   against host, then on_connect.  The connect timeout covers the handshake
+ *   too.  net_peer() is "host:port via SOCKS5 proxy phost:pport", so every
+ *   error message names both; a refusal is OIMAP_EPROXY with the proxy's
+ *   reason.  Bytes that follow the proxy's answer are the server's and are
+ *   offered to on_read as usual.
+ *
  * Life cycle
  *   net_connect()  resolves (uv_getaddrinfo, in the thread pool), then tries
  *                  every address in turn with uv_tcp_connect (IPv6 and IPv4,
@@ -91,6 +101,8 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "proxy.h"
+
 struct net_stream;
 struct tls_config;
 
@@ -105,6 +117,7 @@ struct net_opts {
     size_t max_output;      /* bound of the write queue; 0 = 16 MiB */
     struct tls_config *tls; /* implicit TLS (imaps) with this config, or NULL.
                                The stream takes its own reference. */
+    struct proxy_spec proxy; /* type PROXY_NONE: connect directly; see below */
 };
 
 struct net_callbacks {

@@ -29,12 +29,15 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "proxy.h"
+
 struct oauth2_params {
     const char *url;           /* oauth2_request_url; required */
     const char *client_id;     /* may be NULL */
     const char *client_secret; /* may be NULL */
     const char *refresh_token; /* required */
     unsigned timeout_s;        /* socktimeout; 0 = 60 s */
+    struct proxy_spec proxy;   /* authproxy; type PROXY_NONE: direct */
 };
 
 /* A valid cached token for p: 0 and a malloc'd copy in *token_r (wipe it

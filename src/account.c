@@ -569,6 +569,7 @@ static bool worth_retrying(const struct sync_result *res)
     case UV_EHOSTUNREACH:
     case OIMAP_ETIMEOUT:
     case OIMAP_EBYE:
+    case OIMAP_EPROXY: /* e.g. a Tor circuit that could not reach the server */
         return res->conn_failed;
     default:
         return false;

@@ -138,8 +138,8 @@ static const struct opt_desc opts[] = {
     A("labelsheader", T_STR, labelsheader, "X-Keywords", SUP_YES, 0, 0, 0),
     A("ignorelabels", T_LIST, ignorelabels, NULL, SUP_YES, 0, 0, 0),
     A("filterheaders", T_LIST, filterheaders, NULL, SUP_YES, 0, 0, 0),
-    A("proxy", T_STR, proxy, NULL, SUP_TODO, 0, 0, 0),
-    A("authproxy", T_STR, authproxy, NULL, SUP_TODO, 0, 0, 0),
+    A("proxy", T_STR, proxy, NULL, SUP_YES, 0, 0, 0),
+    A("authproxy", T_STR, authproxy, NULL, SUP_YES, 0, 0, 0),
     A("utf8foldernames", T_BOOL, utf8foldernames, "no", SUP_YES, 0, 0, 0),
     {K_ACCOUNT, "status_backend", T_NONE, NOFIELD, NULL, NULL, SUP_RETIRED, 0, 0, 0, 0},
 
@@ -1035,6 +1035,48 @@ static void check_synclabels(struct ctx *c, const struct config_account *a,
             repotype_names[a->remote->type], repotype_names[a->local->type]);
 }
 
+/* proxy and authproxy: parsed now (a bad value is a file:line error before
+ * anything connects) and handed to the account's repositories; authproxy
+ * unset means the same as proxy, empty means none (as in offlineimap). */
+static void check_proxy(struct ctx *c, const struct config_account *a,
+                        const struct config_ini_sect *s)
+{
+    struct proxy_spec px, apx;
+    const char *names[2] = {"proxy", "authproxy"};
+    const char *vals[2] = {a->proxy, a->authproxy ? a->authproxy : a->proxy};
+    struct proxy_spec *out[2] = {&px, &apx};
+    for (int i = 0; i < 2; i++) {
+        char why[300];
+        if (proxy_parse(vals[i], out[i], why, sizeof why) < 0) {
+            /* an unset authproxy repeats proxy's error: say it once */
+            if (i == 1 && !a->authproxy)
+                return;
+            const struct config_ini_opt *o = config_ini_lookup(c->ini, s, names[i]);
+            struct loc l = {.sect = s->name, .opt = names[i], .line = s->line};
+            if (o)
+                l = loc_of(s, o, c->ini);
+            diag_at(c, CONFIG_DIAG_ERROR, &l, "%s", why);
+            return;
+        }
+    }
+    struct config_repo *rs[2] = {a->local, a->remote};
+    for (int i = 0; i < 2; i++) {
+        if (!rs[i])
+            continue;
+        if ((rs[i]->proxy.type || rs[i]->authproxy.type) &&
+            (memcmp(&rs[i]->proxy, &px, sizeof px) != 0 ||
+             memcmp(&rs[i]->authproxy, &apx, sizeof apx) != 0)) {
+            struct loc l = {.sect = s->name, .opt = "proxy", .line = s->line};
+            diag_at(c, CONFIG_DIAG_ERROR, &l,
+                    "repository '%s' is used by accounts with different proxy settings",
+                    rs[i]->name);
+            return;
+        }
+        rs[i]->proxy = px;
+        rs[i]->authproxy = apx;
+    }
+}
+
 /* offlineimap refuses more than one of maxage, the local startdate and the
  * remote startdate, and a startdate in the future (folder by folder, at
  * sync time); oimap says so once, at load. */
@@ -1100,6 +1142,7 @@ static void load_account(struct ctx *c, const char *name, const struct loc *list
     link_repo(c, a, s, "remoterepository", false);
     check_synclabels(c, a, s);
     check_dates(c, a, s);
+    check_proxy(c, a, s);
 }
 
 /* ------------------------------------------------------------------------ */

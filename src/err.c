@@ -44,6 +44,8 @@ const char *err_str(int code)
         return "status store error";
     case OIMAP_ENEEDMORE:
         return "need more input";
+    case OIMAP_EPROXY:
+        return "refused by the proxy";
     default:
         break;
     }

@@ -2517,6 +2517,7 @@ static int oauth2_config(const struct config_repo *repo, struct imap_conn_config
         .client_secret = nonempty(repo->oauth2_client_secret),
         .refresh_token = repo->oauth2_refresh_token,
         .timeout_s = cf->net.timeout_s,
+        .proxy = repo->authproxy,
     };
     struct oauth2_url u;
     char why[1024];
@@ -2579,6 +2580,7 @@ int imap_conn_config_new(const struct config_repo *repo, struct imap_conn_config
                      : repo->ipv6   ? NET_FAMILY_IPV6
                                     : NET_FAMILY_IPV4;
     cf->net.timeout_s = repo->socktimeout > 0 ? (unsigned)repo->socktimeout : 0;
+    cf->net.proxy = repo->proxy; /* a tunnel ignores it (net_spawn) */
     int rc = oauth2_config(repo, cf, err, errlen);
     if (rc < 0)
         goto fail;

@@ -202,6 +202,10 @@ static void start_repo(uv_loop_t *loop, struct info_repo *r)
         fprintf(r->out, "  TLS: none (the command's pipes)\n");
     else
         fprintf(r->out, "  TLS: %s\n", tls_mode_text(r->cc));
+    if (!r->cc->tunnel && repo->proxy.type != PROXY_NONE)
+        fprintf(r->out,
+                strchr(repo->proxy.host, ':') ? "  proxy: %s [%s]:%u\n" : "  proxy: %s %s:%u\n",
+                proxy_type_name(repo->proxy.type), repo->proxy.host, repo->proxy.port);
     if (r->cc->tls_mode != IMAP_TLS_NONE && repo->cert_fingerprint.n)
         fprintf(r->out, "  cert_fingerprint: %zu pin(s)\n", repo->cert_fingerprint.n);
     else if (r->cc->tls_mode != IMAP_TLS_NONE)

@@ -22,6 +22,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "proxy.h"
 #include "tls.h"
 #include "tunnel.h"
 
@@ -34,6 +35,7 @@
 enum net_state {
     ST_RESOLVING,
     ST_CONNECTING,
+    ST_PROXY,     /* connected to the proxy: its handshake opens the tunnel */
     ST_HANDSHAKE, /* TLS handshake: implicit (before on_connect) or STARTTLS */
     ST_OPEN,
     ST_FAILED, /* on_error is (or was) due; waiting for net_close */
@@ -81,7 +83,7 @@ struct net_stream {
     struct net_opts opts;
     char *host;
     unsigned port;
-    char peer[300];
+    char peer[600];
     char addr[INET6_ADDRSTRLEN];
     int refs;
 
@@ -107,6 +109,9 @@ struct net_stream {
     size_t wfly_off;
     uv_write_t wreq;
     bool writing;
+
+    /* proxy (opts.proxy.type != PROXY_NONE): connect to it, then its handshake */
+    struct proxy_hs proxy_hs;
 
     /* TLS */
     struct tls_session *tls;
@@ -252,6 +257,7 @@ static void arm_timer(struct net_stream *s)
     switch (s->state) {
     case ST_RESOLVING:
     case ST_CONNECTING:
+    case ST_PROXY:
     case ST_HANDSHAKE:
         deadline = s->phase_since + t;
         break;
@@ -302,6 +308,13 @@ static void on_timer(uv_timer_t *tm)
             return;
         }
         break;
+    case ST_PROXY:
+        if (now - s->phase_since >= t) {
+            fail(s, OIMAP_ETIMEOUT, "timed out after %u s waiting for the %s proxy to connect",
+                 secs, proxy_type_name(s->opts.proxy.type));
+            return;
+        }
+        break;
     case ST_HANDSHAKE:
         if (now - s->phase_since >= t) {
             fail(s, OIMAP_ETIMEOUT, "timed out after %u s in the TLS handshake", secs);
@@ -328,6 +341,10 @@ static void on_timer(uv_timer_t *tm)
 
 static void start_handshake(struct net_stream *s, struct tls_config *cfg);
 static void hs_progress(struct net_stream *s);
+static void start_proxy(struct net_stream *s);
+static void proxy_progress(struct net_stream *s);
+static void server_reached(struct net_stream *s);
+static int queue_raw(void *arg, const unsigned char *p, size_t len);
 
 static void became_open(struct net_stream *s)
 {
@@ -359,12 +376,86 @@ static void on_connected(uv_connect_t *req, int status)
     uv_freeaddrinfo(s->ai_list);
     s->ai_list = s->ai_cur = NULL;
     LOG_DEBUG(LOGC_IMAP, "net: %s: connected to %s", s->peer, s->addr);
+    if (s->opts.proxy.type != PROXY_NONE) {
+        start_proxy(s);
+        return;
+    }
+    server_reached(s);
+}
+
+/* The byte stream to the server is there (directly, or through the proxy):
+ * implicit TLS starts, or the stream opens. */
+static void server_reached(struct net_stream *s)
+{
     if (s->implicit_tls) {
+        if (s->in_len > 0) { /* the server never speaks first in TLS */
+            fail(s, OIMAP_EPROTO, "%zu unexpected bytes before the TLS handshake", s->in_len);
+            return;
+        }
         start_handshake(s, s->implicit_tls);
         return;
     }
     became_open(s);
     s->cb.on_connect(s, s->arg);
+    /* what came right behind the proxy's answer (the greeting) */
+    s->fresh = s->in_len > 0;
+    if (s->state == ST_OPEN)
+        pump(s);
+}
+
+/* ---- proxy ----------------------------------------------------------------- */
+
+/* Send the request of the proxy handshake's current step. */
+static void proxy_send(struct net_stream *s)
+{
+    unsigned char req[PROXY_REQUEST_MAX];
+    char why[300];
+    int n = proxy_hs_request(&s->proxy_hs, req, sizeof req, why, sizeof why);
+    if (n < 0) {
+        fail(s, n, "%s", why);
+        return;
+    }
+    int r = queue_raw(s, req, (size_t)n);
+    if (r < 0) {
+        fail(s, r, "out of memory");
+        return;
+    }
+    flush(s);
+}
+
+static void start_proxy(struct net_stream *s)
+{
+    proxy_hs_init(&s->proxy_hs, s->opts.proxy.type, s->host, s->port);
+    s->state = ST_PROXY;
+    s->phase_since = s->read_since = uv_now(s->loop);
+    arm_timer(s);
+    proxy_send(s);
+    if (s->state == ST_PROXY)
+        update_reading(s);
+}
+
+/* Bytes from the proxy: its answer, and perhaps the server's first bytes. */
+static void proxy_progress(struct net_stream *s)
+{
+    char why[300];
+    while (s->state == ST_PROXY) {
+        int n = proxy_hs_feed(&s->proxy_hs, (const unsigned char *)s->in + s->in_off, s->in_len,
+                              why, sizeof why);
+        if (n == OIMAP_ENEEDMORE)
+            return;
+        if (n < 0) {
+            fail(s, n, "%s", why);
+            return;
+        }
+        s->in_off += (size_t)n;
+        s->in_len -= (size_t)n;
+        if (proxy_hs_done(&s->proxy_hs)) {
+            LOG_DEBUG(LOGC_IMAP, "net: %s: the proxy connected us", s->peer);
+            server_reached(s);
+            return;
+        }
+        proxy_send(s);
+    }
 }
 
 static void try_next(struct net_stream *s)
@@ -514,16 +605,35 @@ int net_connect(uv_loop_t *loop, const char *host, unsigned port, const struct n
     }
     s->port = port;
     snprintf(s->peer, sizeof s->peer, strchr(host, ':') ? "[%.255s]:%u" : "%.255s:%u", host, port);
+    /* Through a proxy, we resolve and connect to the proxy; the server's
+     * name goes to the proxy (no DNS query of ours for it) and TLS is
+     * verified against that name. */
+    const char *dial_host = host;
+    unsigned dial_port = port;
+    if (s->opts.proxy.type != PROXY_NONE) {
+        if (!s->opts.proxy.host[0] || !s->opts.proxy.port || s->opts.proxy.port > 65535) {
+            free(s->host);
+            free(s);
+            free(g);
+            return UV_EINVAL;
+        }
+        dial_host = s->opts.proxy.host;
+        dial_port = s->opts.proxy.port;
+        size_t n = strlen(s->peer);
+        snprintf(s->peer + n, sizeof s->peer - n,
+                 strchr(dial_host, ':') ? " via %s proxy [%.255s]:%u" : " via %s proxy %.255s:%u",
+                 proxy_type_name(s->opts.proxy.type), dial_host, dial_port);
+    }
 
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP};
     hints.ai_family = opts && opts->family == NET_FAMILY_IPV6   ? AF_INET6
                       : opts && opts->family == NET_FAMILY_IPV4 ? AF_INET
                                                                 : AF_UNSPEC;
     char portstr[8];
-    snprintf(portstr, sizeof portstr, "%u", port);
+    snprintf(portstr, sizeof portstr, "%u", dial_port);
     g->s = s;
     g->req.data = g;
-    int r = uv_getaddrinfo(loop, &g->req, on_resolved, host, portstr, &hints);
+    int r = uv_getaddrinfo(loop, &g->req, on_resolved, dial_host, portstr, &hints);
     if (r < 0) {
         free(s->host);
         free(s);
@@ -589,6 +699,7 @@ int net_spawn(uv_loop_t *loop, const char *cmd, const struct net_opts *opts,
         free(a);
         return UV_ENOMEM;
     }
+    s->opts.proxy.type = PROXY_NONE; /* the command is the transport */
     size_t cl = strlen(cmd);
     snprintf(s->peer, sizeof s->peer, "tunnel \"%.*s%s\"", cl > 80 ? 77 : (int)cl, cmd,
              cl > 80 ? "..." : "");
@@ -681,7 +792,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     struct net_stream *s = ((struct attempt *)st->data)->s;
     if (n == 0)
         return;
-    if (s->state != ST_OPEN && s->state != ST_HANDSHAKE)
+    if (s->state != ST_OPEN && s->state != ST_HANDSHAKE && s->state != ST_PROXY)
         return;
     if (n == UV_ENOBUFS) {
         update_reading(s);
@@ -698,6 +809,11 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
             fail(s, UV_EOF, "connection closed by the server during the TLS handshake");
             return;
         }
+        if (s->state == ST_PROXY) {
+            fail(s, UV_EOF, "connection closed by the %s proxy before it connected us",
+                 proxy_type_name(s->opts.proxy.type));
+            return;
+        }
         s->eof_pending = true;
         pump(s);
         return;
@@ -712,6 +828,10 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     } else {
         s->in_len += (size_t)n;
         s->fresh = true;
+        if (s->state == ST_PROXY) {
+            proxy_progress(s);
+            return;
+        }
     }
     pump(s);
 }
@@ -720,7 +840,7 @@ static void update_reading(struct net_stream *s)
 {
     bool want = false;
     if (s->conn && !s->eof_seen) {
-        if (s->state == ST_HANDSHAKE)
+        if (s->state == ST_HANDSHAKE || s->state == ST_PROXY)
             want = true;
         else if (s->state == ST_OPEN && !s->paused) {
             if (s->tls) {
@@ -908,7 +1028,7 @@ static void on_written(uv_write_t *req, int status)
 static void flush(struct net_stream *s)
 {
     if (s->writing || s->wq.len == 0 || !s->conn ||
-        (s->state != ST_OPEN && s->state != ST_HANDSHAKE))
+        (s->state != ST_OPEN && s->state != ST_HANDSHAKE && s->state != ST_PROXY))
         return;
     uv_buf_t b = uv_buf_init(s->wq.p, (unsigned)s->wq.len);
     int n = uv_try_write(wr_stream(s->conn), &b, 1);

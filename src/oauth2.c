@@ -990,7 +990,8 @@ static int start_request(uv_loop_t *loop, struct entry *e, const struct oauth2_p
         free(r);
         return -ENOMEM;
     }
-    struct net_opts o = {.timeout_s = p->timeout_s ? p->timeout_s : DEFAULT_TIMEOUT_S};
+    struct net_opts o = {.timeout_s = p->timeout_s ? p->timeout_s : DEFAULT_TIMEOUT_S,
+                         .proxy = p->proxy};
     if (u->https) {
         /* The token endpoint is a public web server: the system's CAs, or
          * $SSL_CERT_FILE as with Python's urllib under offlineimap. */

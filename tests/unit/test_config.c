@@ -564,12 +564,69 @@ static void test_values(void)
     config_free(&cfg);
 }
 
+/* proxy / authproxy: parsed at load, handed to both repositories; authproxy
+ * unset is proxy, empty is none. */
+static void test_proxy(void)
+{
+    struct config *cfg = NULL;
+    char buf[4096];
+    char *acct;
+#define WITH_ACCOUNT_LINES(lines)                                                                  \
+    do {                                                                                           \
+        snprintf(buf, sizeof(buf), "%s", base_conf);                                               \
+        acct = strstr(buf, "remoterepository = R\n") + strlen("remoterepository = R\n");           \
+        memmove(acct + strlen(lines), acct, strlen(acct) + 1);                                     \
+        memcpy(acct, lines, strlen(lines));                                                        \
+    } while (0)
+
+    WITH_ACCOUNT_LINES("proxy = socks5:127.0.0.1:1080\n");
+    is_int(load(buf, &cfg), 0, "proxy loads");
+    const struct config_account *a = cfg ? &cfg->accounts[0] : NULL;
+    ok(a && a->remote->proxy.type == PROXY_SOCKS5 && a->remote->proxy.port == 1080 &&
+           strcmp(a->remote->proxy.host, "127.0.0.1") == 0,
+       "the remote repository gets the account's proxy");
+    ok(a && a->remote->authproxy.type == PROXY_SOCKS5, "authproxy unset: the same as proxy");
+    ok(!has_quiet("proxy"), "no warning for proxy");
+    config_free(&cfg);
+
+    WITH_ACCOUNT_LINES("proxy = SOCKS5:127.0.0.1:1080\nauthproxy =\n");
+    is_int(load(buf, &cfg), 0, "empty authproxy loads");
+    a = cfg ? &cfg->accounts[0] : NULL;
+    ok(a && a->remote->proxy.type == PROXY_SOCKS5 && a->remote->authproxy.type == PROXY_NONE,
+       "authproxy empty: token requests go direct");
+    config_free(&cfg);
+
+    WITH_ACCOUNT_LINES("authproxy = HTTP:[::1]:3128\n");
+    is_int(load(buf, &cfg), 0, "authproxy alone loads");
+    a = cfg ? &cfg->accounts[0] : NULL;
+    ok(a && a->remote->proxy.type == PROXY_NONE && a->remote->authproxy.type == PROXY_HTTP &&
+           strcmp(a->remote->authproxy.host, "::1") == 0 && a->remote->authproxy.port == 3128,
+       "authproxy alone: only the token request");
+    config_free(&cfg);
+
+    WITH_ACCOUNT_LINES("proxy = SOCKS6:127.0.0.1:1080\n");
+    expect_error(buf,
+                 F ":7: [Account A] proxy: unknown proxy type 'SOCKS6': SOCKS5, SOCKS4 or HTTP",
+                 "unknown proxy type, with file and line");
+    WITH_ACCOUNT_LINES("proxy = SOCKS5:127.0.0.1:99999\n");
+    expect_error(buf,
+                 F ":7: [Account A] proxy: 'SOCKS5:127.0.0.1:99999': the proxy port must be a "
+                   "number from 1 to 65535",
+                 "proxy port out of range");
+    WITH_ACCOUNT_LINES("proxy = SOCKS5:127.0.0.1:1080\nauthproxy = SOCKS5:127.0.0.1\n");
+    expect_error(buf,
+                 F ":8: [Account A] authproxy: 'SOCKS5:127.0.0.1' is not TYPE:host:port (e.g. "
+                   "SOCKS5:127.0.0.1:9050)",
+                 "authproxy without a port");
+#undef WITH_ACCOUNT_LINES
+}
+
 static void test_support_levels(void)
 {
     struct config *cfg = NULL;
     char buf[4096];
     snprintf(buf, sizeof(buf),
-             "[DEFAULT]\nmyvar = 1\nproxy = SOCKS5:localhost:9050\n"
+             "[DEFAULT]\nmyvar = 1\nignore-keyring = yes\n"
              "%s"
              "remotehots = typo\n"
              "localfolders = /x\n"
@@ -604,7 +661,7 @@ static void test_support_levels(void)
     ok(has("note: " F ":24: [ui.Curses.Blinkenlights]: offlineimap no longer reads [ui.*] "
            "sections, ignored\n"),
        "[ui.*] noted");
-    ok(has("warning: " F ":3: [DEFAULT] proxy: not implemented yet, ignored\n"),
+    ok(has("warning: " F ":3: [DEFAULT] ignore-keyring: not implemented yet, ignored\n"),
        "DEFAULT option warned where it applies");
     ok(!has_quiet("myvar") && !has_quiet("Repository X"), "DEFAULT variables and unused "
                                                           "sections are not warned about");
@@ -941,6 +998,7 @@ int main(void)
     test_errors();
     test_values();
     test_support_levels();
+    test_proxy();
     test_gmail();
     test_multi_account();
     test_files();
