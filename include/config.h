@@ -203,8 +203,8 @@ struct config_account {
     struct config_list ignorelabels;
     struct config_list filterheaders;
     char *proxy, *authproxy; /* TYPE:host:port; authproxy NULL = proxy, "" = none */
-    bool utf8foldernames; /* no */
-    bool deletion_guard;  /* oimap: yes; no lets mass deletions through */
+    bool utf8foldernames;    /* no */
+    bool deletion_guard;     /* oimap: yes; no lets mass deletions through */
 };
 
 struct config_ini; /* the untyped document, see config_ini.c */

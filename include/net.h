@@ -111,12 +111,12 @@ enum net_family { NET_FAMILY_ANY = 0, NET_FAMILY_IPV6, NET_FAMILY_IPV4 };
 
 struct net_opts {
     enum net_family family;
-    unsigned timeout_s;     /* socktimeout; 0 = no timeout */
-    unsigned keepalive_s;   /* TCP keepalive idle time; 0 = 60 s */
-    size_t max_input;       /* bound of the clear-text input buffer; 0 = 1 MiB */
-    size_t max_output;      /* bound of the write queue; 0 = 16 MiB */
-    struct tls_config *tls; /* implicit TLS (imaps) with this config, or NULL.
-                               The stream takes its own reference. */
+    unsigned timeout_s;      /* socktimeout; 0 = no timeout */
+    unsigned keepalive_s;    /* TCP keepalive idle time; 0 = 60 s */
+    size_t max_input;        /* bound of the clear-text input buffer; 0 = 1 MiB */
+    size_t max_output;       /* bound of the write queue; 0 = 16 MiB */
+    struct tls_config *tls;  /* implicit TLS (imaps) with this config, or NULL.
+                                The stream takes its own reference. */
     struct proxy_spec proxy; /* type PROXY_NONE: connect directly; see below */
 };
 

@@ -59,6 +59,7 @@ struct proxy_hs {
     int step;       /* internal: which request / answer comes next */
     char host[256]; /* the server to reach through the proxy */
     unsigned port;
+    bool host_too_long; /* > 255 bytes: no protocol can say it */
     bool done;
 };
 

@@ -36,6 +36,17 @@ const char *proxy_type_name(enum proxy_type t)
 
 /* ---- the option value ------------------------------------------------------ */
 
+/* At most 100 bytes of text for a one-line message: control characters and
+ * non-ASCII bytes become '?'. */
+static const char *printable(const char *in, size_t len, char out[101])
+{
+    size_t n = 0;
+    for (; n < len && n < 100 && in[n]; n++)
+        out[n] = (unsigned char)in[n] >= ' ' && (unsigned char)in[n] < 0x7f ? in[n] : '?';
+    out[n] = 0;
+    return out;
+}
+
 static int parse_port(const char *s, unsigned *port)
 {
     if (!*s || strlen(s) > 5)
@@ -57,9 +68,11 @@ int proxy_parse(const char *text, struct proxy_spec *p, char *err, size_t errlen
     memset(p, 0, sizeof *p);
     if (!text || !*text)
         return 0;
+    char shown[101];
+    printable(text, strlen(text), shown);
     const char *c1 = strchr(text, ':');
     if (!c1) {
-        snprintf(err, errlen, "'%.100s' is not TYPE:host:port (e.g. SOCKS5:127.0.0.1:9050)", text);
+        snprintf(err, errlen, "'%s' is not TYPE:host:port (e.g. SOCKS5:127.0.0.1:9050)", shown);
         return OIMAP_ECONFIG;
     }
     size_t tlen = (size_t)(c1 - text);
@@ -70,16 +83,16 @@ int proxy_parse(const char *text, struct proxy_spec *p, char *err, size_t errlen
             p->type = types[i];
     }
     if (p->type == PROXY_NONE) {
-        snprintf(err, errlen, "unknown proxy type '%.*s': SOCKS5, SOCKS4 or HTTP",
-                 (int)(tlen > 40 ? 40 : tlen), text);
+        char type[101];
+        snprintf(err, errlen, "unknown proxy type '%s': SOCKS5, SOCKS4 or HTTP",
+                 printable(text, tlen > 40 ? 40 : tlen, type));
         return OIMAP_ECONFIG;
     }
     const char *h = c1 + 1, *hend, *portp;
     if (*h == '[') { /* [IPv6]:port */
         hend = strchr(h, ']');
         if (!hend || hend[1] != ':') {
-            snprintf(err, errlen, "'%.100s': an IPv6 proxy address is written [address]:port",
-                     text);
+            snprintf(err, errlen, "'%s': an IPv6 proxy address is written [address]:port", shown);
             goto bad;
         }
         h++;
@@ -87,27 +100,26 @@ int proxy_parse(const char *text, struct proxy_spec *p, char *err, size_t errlen
     } else {
         hend = strrchr(h, ':');
         if (!hend || memchr(h, ':', (size_t)(hend - h))) {
-            snprintf(err, errlen, "'%.100s' is not TYPE:host:port (e.g. SOCKS5:127.0.0.1:9050)",
-                     text);
+            snprintf(err, errlen, "'%s' is not TYPE:host:port (e.g. SOCKS5:127.0.0.1:9050)", shown);
             goto bad;
         }
         portp = hend + 1;
     }
     size_t hlen = (size_t)(hend - h);
     if (hlen == 0 || hlen >= sizeof p->host) {
-        snprintf(err, errlen, "'%.100s': the proxy host is %s", text, hlen ? "too long" : "empty");
+        snprintf(err, errlen, "'%s': the proxy host is %s", shown, hlen ? "too long" : "empty");
         goto bad;
     }
     for (size_t i = 0; i < hlen; i++) {
         unsigned char ch = (unsigned char)h[i];
-        if (ch <= ' ' || ch >= 0x7f || ch == '/' || ch == '@') {
-            snprintf(err, errlen,
-                     "'%.100s': the proxy host has a character a host name cannot have", text);
+        if (ch <= ' ' || ch >= 0x7f || ch == '/' || ch == '@' || ch == '[' || ch == ']') {
+            snprintf(err, errlen, "'%s': the proxy host has a character a host name cannot have",
+                     shown);
             goto bad;
         }
     }
     if (parse_port(portp, &p->port) < 0) {
-        snprintf(err, errlen, "'%.100s': the proxy port must be a number from 1 to 65535", text);
+        snprintf(err, errlen, "'%s': the proxy port must be a number from 1 to 65535", shown);
         goto bad;
     }
     memcpy(p->host, h, hlen);
@@ -124,7 +136,10 @@ void proxy_hs_init(struct proxy_hs *h, enum proxy_type type, const char *host, u
 {
     memset(h, 0, sizeof *h);
     h->type = type;
-    snprintf(h->host, sizeof h->host, "%s", host ? host : "");
+    size_t len = host ? strlen(host) : 0;
+    h->host_too_long = len >= sizeof h->host;
+    if (!h->host_too_long && len)
+        memcpy(h->host, host, len + 1);
     h->port = port;
 }
 
@@ -186,6 +201,11 @@ static int socks4_request(const struct proxy_hs *h, unsigned char *buf, char *er
     unsigned char a[16];
     bool by_name = false;
     if (inet_pton(AF_INET, h->host, a) == 1) {
+        if (a[0] == 0 && a[1] == 0 && a[2] == 0) {
+            /* 0.0.0.x means "the name follows" (4a) to the proxy */
+            snprintf(err, errlen, "SOCKS4 proxy: cannot reach the address %s", h->host);
+            return OIMAP_ECONFIG;
+        }
         memcpy(buf + n, a, 4);
     } else if (inet_pton(AF_INET6, h->host, a) == 1) {
         snprintf(err, errlen, "SOCKS4 proxy: cannot reach the IPv6 address %s (use SOCKS5)",
@@ -235,6 +255,11 @@ int proxy_hs_request(struct proxy_hs *h, unsigned char *buf, size_t cap, char *e
 {
     if (cap < PROXY_REQUEST_MAX || h->done) {
         snprintf(err, errlen, "proxy: no request to send");
+        return OIMAP_ECONFIG;
+    }
+    if (h->host_too_long || !h->host[0]) {
+        snprintf(err, errlen, "%s proxy: the server's name is %s", proxy_type_name(h->type),
+                 h->host_too_long ? "longer than 255 bytes" : "empty");
         return OIMAP_ECONFIG;
     }
     switch (h->type) {
@@ -343,14 +368,17 @@ static int socks4_feed(struct proxy_hs *h, const unsigned char *d, size_t len, c
     }
 }
 
-/* The end of the header section: the first CRLF CRLF (or LF LF). */
+/* The end of the header section: the first empty line, after a line end
+ * of either kind (CRLF, or a bare LF as lenient parsers take it). */
 static size_t http_header_end(const unsigned char *d, size_t len)
 {
     for (size_t i = 0; i + 1 < len; i++) {
-        if (d[i] == '\n' && d[i + 1] == '\n')
+        if (d[i] != '\n')
+            continue;
+        if (d[i + 1] == '\n')
             return i + 2;
-        if (i + 3 < len && d[i] == '\r' && d[i + 1] == '\n' && d[i + 2] == '\r' && d[i + 3] == '\n')
-            return i + 4;
+        if (i + 2 < len && d[i + 1] == '\r' && d[i + 2] == '\n')
+            return i + 3;
     }
     return 0;
 }
@@ -375,7 +403,9 @@ static int http_feed(struct proxy_hs *h, const unsigned char *d, size_t len, cha
     size_t eol = 0;
     while (eol < end && d[eol] != '\r' && d[eol] != '\n')
         eol++;
-    if (eol < 12 || memcmp(d, "HTTP/1.", 7) != 0 || d[8] != ' ')
+    /* RFC 9112 4: HTTP/1.DIGIT SP 3DIGIT, then SP (reason) or the line end */
+    if (eol < 12 || memcmp(d, "HTTP/1.", 7) != 0 || d[7] < '0' || d[7] > '9' || d[8] != ' ' ||
+        (eol > 12 && d[12] != ' '))
         goto not_http;
     unsigned code = 0;
     for (int i = 9; i < 12; i++) {

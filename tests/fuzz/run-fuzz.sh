@@ -6,5 +6,7 @@ set -eu
 fuzzer=$1 seeds=$2 corpus=$3 secs=$4
 shift 4
 mkdir -p "$corpus" "$seeds"
-exec "$fuzzer" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=5 \
+# libFuzzer's own exit code for a finding is 77, which meson reads as SKIP:
+# a crash must fail the test.
+exec "$fuzzer" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=5 -error_exitcode=1 \
     -print_final_stats=1 -artifact_prefix="$corpus/" "$@" "$corpus" "$seeds"
