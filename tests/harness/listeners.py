@@ -35,6 +35,7 @@ IMAP server.
   conn.lines.
 """
 
+import ipaddress
 import re
 import socket
 import ssl
@@ -53,12 +54,16 @@ class _Base:
     """A listener on a free loopback port: one thread per connection.
     Subclasses set their own state, then call __init__ (it starts accepting)."""
 
-    def __init__(self):
-        self._lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    def __init__(self, bind=HOST):
+        # bind: a loopback address ('::1' for IPv6); never anything else
+        if not ipaddress.ip_address(bind).is_loopback:
+            raise ValueError('bind: a loopback address')
+        fam = socket.AF_INET6 if ':' in bind else socket.AF_INET
+        self._lsock = socket.socket(fam, socket.SOCK_STREAM)
         self._lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._lsock.bind((HOST, 0))
+        self._lsock.bind((bind, 0))
         self._lsock.listen(64)
-        self.host = HOST
+        self.host = bind
         self.port = self._lsock.getsockname()[1]
         self._stopping = threading.Event()
         self._lock = threading.Lock()

@@ -41,7 +41,6 @@ import ipaddress
 import select
 import socket
 import struct
-import threading
 
 import listeners
 
@@ -106,27 +105,7 @@ class SocksProxy(listeners._Base):
         self.requests = []
         self.received = b''
         self.errors = []
-        if bind == '127.0.0.1':
-            super().__init__()
-            return
-        # listeners._Base binds 127.0.0.1 only: the same, on another
-        # loopback address (bind='::1' for a proxy given as [::1])
-        if not ipaddress.ip_address(bind).is_loopback:
-            raise ValueError('bind: a loopback address')
-        fam = socket.AF_INET6 if ':' in bind else socket.AF_INET
-        self._lsock = socket.socket(fam, socket.SOCK_STREAM)
-        self._lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._lsock.bind((bind, 0))
-        self._lsock.listen(64)
-        self.host = bind
-        self.port = self._lsock.getsockname()[1]
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._socks = []
-        self._threads = []
-        self.connections = 0
-        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
-        self._acceptor.start()
+        super().__init__(bind)
 
     def targets(self):
         """(protocol, host, port, atyp) of every request, in order."""
