@@ -30,6 +30,15 @@ IMAP_WRITES_RE = re.compile(r'C: \S+ (?:UID )?(APPEND|STORE|EXPUNGE|COPY|MOVE|CR
 IMAP_BODY_FETCH_RE = re.compile(r'C: \S+ (?:UID )?FETCH .*BODY(?:\.PEEK)?\[')
 
 
+def starttls_stalled(stdout, stderr=''):
+    """True if an offlineimap run ended in its STARTTLS handshake: it printed
+    the TLS failure message, or nothing after "Establishing connection"."""
+    if 'Failed to start TLS connection' in stdout + stderr:
+        return True
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
+    return bool(lines) and lines[-1].startswith('Establishing connection to')
+
+
 class Tool:
     """One tool's world: its Dovecot user, Maildir, metadata dir, config.
 
@@ -62,25 +71,28 @@ class Tool:
             # then fails its handshake before it has touched anything: its
             # reader thread races the switch to TLS and either swallows the
             # first bytes of the TLS exchange ("[SSL] internal error", "EOF
-            # occurred in violation of protocol") or stops before the
-            # STARTTLS answer and waits forever after "Establishing
-            # connection". About one run in twenty here. The yardstick's own
-            # flake is retried, at most four times, so it cannot fail a test
-            # about oimap; any other offlineimap failure is reported at once.
-            # A STARTTLS attempt gets 30 s, which a small sync never needs.
-            attempt_timeout = min(timeout, 30) if self.security == 'starttls' else timeout
+            # occurred in violation of protocol"), stops before the STARTTLS
+            # answer and waits forever after "Establishing connection", or
+            # (two threads in one SSL object) dies of SIGSEGV there. About
+            # one run in twenty here, one in five under CI load. The
+            # yardstick's own flake is retried, at most four times, so it
+            # cannot fail a test about oimap: only a run that never got past
+            # "Establishing connection" is retried; any other offlineimap
+            # failure is reported at once. A STARTTLS attempt gets 30 s,
+            # which a small sync never needs.
+            starttls = self.security == 'starttls'
+            attempt_timeout = min(timeout, 30) if starttls else timeout
             for attempt in range(5):
+                last = attempt == 4 or not starttls
                 try:
                     r = util.run_cmd([OFFLINEIMAP, '-o', '-u', 'basic', '-c', self.config]
                                      + list(extra), timeout=attempt_timeout,
                                      env=util.oimap_env())
                 except util.OimapTimeout as e:
-                    lines = [ln for ln in e.stdout.splitlines() if ln.strip()]
-                    if (self.security != 'starttls' or attempt == 4 or not lines
-                            or not lines[-1].startswith('Establishing connection to')):
+                    if last or not starttls_stalled(e.stdout):
                         raise
                     continue
-                if not (r.rc != 0 and 'Failed to start TLS connection' in r.stdout + r.stderr):
+                if last or r.rc == 0 or not starttls_stalled(r.stdout, r.stderr):
                     break
         else:
             r = util.run_oimap(['-o', '-u', 'basic'] + list(extra), config_path=self.config,
