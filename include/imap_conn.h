@@ -3,8 +3,9 @@
  * A struct imap_conn is one connection to one IMAP server on the one uv loop:
  * net.c underneath (DNS, TCP, TLS, timeouts), imap_parse.c for responses.
  * imap_conn_open() connects, reads the greeting, learns the capabilities,
- * upgrades with STARTTLS when configured, authenticates and ENABLEs
- * CONDSTORE/QRESYNC; then the owner (the sync engine, the IDLE daemon,
+ * upgrades with STARTTLS when configured, authenticates, turns on
+ * COMPRESS=DEFLATE (cfg->compress, when offered after login; net.h) and
+ * ENABLEs CONDSTORE/QRESYNC; then the owner (the sync engine, the IDLE daemon,
  * --info) submits commands, any number of them pipelined.
  *
  * States (imap_conn_state()): RESOLVING -> CONNECTING -> [TLS] -> GREETING ->
@@ -143,6 +144,8 @@ struct imap_conn_config {
     const char *reference;  /* LIST reference, "" default; may be NULL */
     struct net_opts net;    /* family, timeout_s (socktimeout), bounds */
     bool no_enable;         /* do not ENABLE QRESYNC/CONDSTORE after login */
+    bool compress;          /* usecompression: COMPRESS DEFLATE after login
+                               when the server offers COMPRESS=DEFLATE */
     unsigned max_in_flight; /* 0: 128 */
 };
 
@@ -253,6 +256,8 @@ const char *imap_conn_greeting(const struct imap_conn *c);
 const char *imap_conn_peer(const struct imap_conn *c);
 /* "TLSv1.2, <cipher>" or NULL for clear text. */
 const char *imap_conn_tls_info(const struct imap_conn *c);
+/* COMPRESS=DEFLATE is on (usecompression, offered and accepted). */
+bool imap_conn_compressed(const struct imap_conn *c);
 /* The error message once the connection failed, else NULL. */
 const char *imap_conn_error(const struct imap_conn *c);
 /* The selected folder's info (NULL unless SELECTED/IDLE). */

@@ -4,7 +4,8 @@
  * (imap_conn.c) sees the same object and the same callbacks whether the bytes
  * travel in clear text or through TLS: implicit TLS is an option of
  * net_connect(), STARTTLS is net_start_tls() on a connected plain stream, and
- * the stream is upgraded in place (same pointer, same callbacks).
+ * the stream is upgraded in place (same pointer, same callbacks).  Likewise
+ * net_start_compress() puts DEFLATE (IMAP COMPRESS) under the clear text.
  * net_spawn() gives the same kind of stream over a tunnel command's stdin and
  * stdout (`preauthtunnel`, `transporttunnel`; see tunnel.h).
  *
@@ -191,6 +192,28 @@ void net_expect_data(struct net_stream *s, bool on);
  * UV_ENOTCONN if not connected; then nothing was started or discarded. */
 int net_start_tls(struct net_stream *s, struct tls_config *cfg,
                   void (*on_tls)(struct net_stream *s, void *arg));
+
+/* COMPRESS=DEFLATE (RFC 4978; zstream.h): from now on every byte read
+ * (after TLS decryption) is inflated before it enters the clear-text input
+ * buffer offered to on_read, and every net_write() is deflated, sync-flushed
+ * (so each write reaches the server complete), then encrypted.  Call it
+ * after the tagged OK of COMPRESS has been consumed with net_consume(),
+ * typically from inside on_read: bytes still unconsumed then are the first
+ * compressed ones and are inflated (from the loop) like any later input.
+ * Everything under "Reading" and "Writing" still holds for the clear text:
+ * max_input bounds what inflating may produce however well the data
+ * compresses (the compressed bytes wait, 32 KiB at most, while the reader
+ * is behind or paused), net_write_queued() counts compressed bytes.  A
+ * corrupt compressed stream fails the stream with OIMAP_EPROTO, "host:port:
+ * compressed stream from the server is corrupt: <zlib's words>"; a failed
+ * compressed write (out of memory, TLS) always fails the stream too, since
+ * the two compressors are out of step.  Costs about 340 KiB per stream
+ * (zlib's 300 KiB, see zstream.h, and the compressed input buffer).
+ * Returns 0, UV_EINVAL (already compressing, or in the TLS handshake),
+ * UV_ENOTCONN, UV_ENOMEM, or UV_ENOTSUP when built without zlib. */
+int net_start_compress(struct net_stream *s);
+/* net_start_compress() succeeded on this stream. */
+bool net_is_compressed(const struct net_stream *s);
 
 /* Close and free; see "Life cycle".  on_closed may be NULL; it is called as
  * on_closed(arg) with the arg of net_connect.  With an established TLS

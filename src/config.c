@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "build_config.h"
 #include "err.h"
 #include "log.h"
 #include "pyhelper.h"
@@ -30,7 +31,11 @@ enum support {
     SUP_TODO,    /* parsed and checked, not implemented yet: one warning */
     SUP_RETIRED, /* offlineimap retired it: accepted with one note */
     SUP_NOOP,    /* meaningless in oimap (threads...): accepted with one note */
+    SUP_NOZLIB,  /* implemented with zlib, which this build lacks: one warning */
 };
+
+/* usecompression needs zlib (meson -Dzlib). */
+#define SUP_ZLIB (OIMAP_HAVE_ZLIB ? SUP_YES : SUP_NOZLIB)
 
 enum opt_type {
     T_NONE, /* not read at all (retired) */
@@ -207,7 +212,7 @@ static const struct opt_desc opts[] = {
     R("reference", T_STR, reference, "", NULL, SUP_YES, R_IMAP, 0, 0, 0),
     R("decodefoldernames", T_BOOL, decodefoldernames, "no", NULL, SUP_RETIRED, R_IMAP, 0, 0, 0),
     R("idlefolders", T_EXPR, idlefolders, NULL, NULL, SUP_YES, R_IMAP, 0, 0, 0),
-    R("usecompression", T_BOOL, usecompression, "no", NULL, SUP_TODO, R_IMAP, 0, 0, 0),
+    R("usecompression", T_BOOL, usecompression, "no", NULL, SUP_ZLIB, R_IMAP, 0, 0, 0),
     R("maxconnections", T_INT, maxconnections, "1", NULL, SUP_YES, R_IMAP, 0, 1, 1000),
     R("singlethreadperfolder", T_BOOL, singlethreadperfolder, "no", NULL, SUP_NOOP, R_IMAP, 0, 0,
       0),
@@ -745,6 +750,8 @@ static void support_note(struct ctx *c, enum support sup, const struct loc *l)
         diag_at(c, CONFIG_DIAG_NOTE, l, "retired by offlineimap, accepted and ignored");
     else if (sup == SUP_NOOP)
         diag_at(c, CONFIG_DIAG_NOTE, l, "has no effect in oimap, ignored");
+    else if (sup == SUP_NOZLIB)
+        diag_at(c, CONFIG_DIAG_WARN, l, "oimap was built without zlib: %s ignored", l->opt);
 }
 
 static struct loc loc_of(const struct config_ini_sect *s, const struct config_ini_opt *o,
@@ -866,7 +873,8 @@ static void check_names(struct ctx *c, enum kind k, int repotype, const struct c
                     repotype_names[repotype]);
             continue;
         }
-        if (d->support == SUP_TODO && (quiet_todo || holds_default(d, base)))
+        if ((d->support == SUP_TODO || d->support == SUP_NOZLIB) &&
+            (quiet_todo || holds_default(d, base)))
             continue;
         support_note(c, d->support, &l);
     }
@@ -878,7 +886,8 @@ static void check_names(struct ctx *c, enum kind k, int repotype, const struct c
         const struct opt_desc *d = find_desc(k, o->name);
         if (o->seen || !d || !applies(d, k, repotype) || d->support == SUP_YES ||
             config_ini_find(s, o->name) ||
-            (d->support == SUP_TODO && (quiet_todo || holds_default(d, base))))
+            ((d->support == SUP_TODO || d->support == SUP_NOZLIB) &&
+             (quiet_todo || holds_default(d, base))))
             continue;
         o->seen = true;
         struct loc l = {

@@ -25,6 +25,7 @@
 #include "imap_utf7.h"
 #include "log.h"
 #include "tls.h"
+#include "zstream.h"
 
 #define MAX_PARTS 12
 #define WRITE_WATERMARK (256u * 1024u) /* stop writing above this many queued bytes */
@@ -49,6 +50,7 @@ enum cmd_kind {
     K_GENERIC,
     K_CAPABILITY,
     K_STARTTLS,
+    K_COMPRESS,
     K_AUTH,
     K_ENABLE,
     K_LIST,
@@ -116,6 +118,7 @@ struct imap_conn {
     enum imap_conn_state state;
     int refs;
     bool closing, failed, open_done, logout_sent, tls_pending, idle_done_pending, idle_done_sent;
+    bool compress_pending; /* COMPRESS's OK parsed: deflate starts after it */
     int err;
     char errmsg[512];
     uint32_t next_tag;
@@ -652,6 +655,18 @@ static void log_client(struct imap_conn *c, const char *what)
     LOG_DEBUG(LOGC_IMAP, "%s C: %s", c->cfg->host, what);
 }
 
+/* net_write() failed.  When the stream itself already failed (a reset read
+ * before our write), its message says what happened; "not connected" would
+ * not. */
+static void write_failed(struct imap_conn *c, int rc)
+{
+    const char *why = net_error_msg(c->s);
+    if (rc == UV_ENOTCONN && why)
+        conn_fail(c, rc, "%s", why);
+    else
+        conn_fail(c, rc, "%s: write failed: %s", peer(c), err_str(rc));
+}
+
 /* Write (part of) a part: 1 = complete, 0 = later (backpressure or no data
  * yet), negative = failure. */
 static int write_part(struct imap_conn *c, struct cmd *cmd, struct part *p)
@@ -682,7 +697,7 @@ static int write_part(struct imap_conn *c, struct cmd *cmd, struct part *p)
             rc = net_write(c->s, p->p + cmd->part_off, n);
         }
         if (rc < 0) {
-            conn_fail(c, rc, "%s: write failed: %s", peer(c), err_str(rc));
+            write_failed(c, rc);
             return rc;
         }
         cmd->part_off += n;
@@ -720,7 +735,7 @@ static void pump_send(struct imap_conn *c)
                 log_client(c, "DONE");
                 int rc = net_write(c->s, "DONE\r\n", 6);
                 if (rc < 0)
-                    conn_fail(c, rc, "%s: write failed: %s", peer(c), err_str(rc));
+                    write_failed(c, rc);
             }
             if (cmd->barrier)
                 break; /* STARTTLS, AUTHENTICATE, IDLE: until their tagged answer */
@@ -884,9 +899,8 @@ static void on_enable(struct imap_conn *c, int st, const struct imap_result *res
     finish_open(c); /* a refused ENABLE just leaves the extensions off */
 }
 
-static void after_login_caps(struct imap_conn *c)
+static void after_login_enable(struct imap_conn *c)
 {
-    c->state = IMAP_CONN_AUTHENTICATED;
     if (!c->cfg->no_enable && imap_conn_has(c, "ENABLE")) {
         if (imap_conn_has(c, "QRESYNC")) {
             internal_cmd(c, K_ENABLE, "ENABLE QRESYNC", on_enable);
@@ -898,6 +912,46 @@ static void after_login_caps(struct imap_conn *c)
         }
     }
     finish_open(c);
+}
+
+/* COMPRESS answered: OK is handled in on_net_read (the bytes after it are
+ * compressed); NO or BAD leaves the connection uncompressed. */
+static void on_compress(struct imap_conn *c, int st, const struct imap_result *res, void *arg)
+{
+    (void)arg;
+    if (c->failed || st == 0)
+        return;
+    LOG_DEBUG(LOGC_IMAP, "%s: COMPRESS DEFLATE refused (%s); continuing uncompressed", peer(c),
+              res->text);
+    after_login_enable(c);
+}
+
+/* usecompression: like offlineimap, right after login (and over a tunnel
+ * too), before anything else; but only when offered, where offlineimap
+ * sends it blindly and shrugs off the BAD. */
+static void after_login_caps(struct imap_conn *c)
+{
+    c->state = IMAP_CONN_AUTHENTICATED;
+    if (c->cfg->compress && !net_is_compressed(c->s)) {
+        if (!imap_conn_has(c, "COMPRESS=DEFLATE")) {
+            LOG_DEBUG(LOGC_IMAP, "%s: usecompression: the server does not offer COMPRESS=DEFLATE",
+                      peer(c));
+        } else {
+            struct builder b;
+            struct cmd *cmd = cmd_begin(c, &b, K_COMPRESS, on_compress, NULL);
+            if (!cmd) {
+                conn_fail(c, -ENOMEM, "%s: out of memory", peer(c));
+                return;
+            }
+            cmd->barrier = true; /* nothing may follow until we know how to send it */
+            b_text(&b, "COMPRESS DEFLATE");
+            int rc = submit(c, &b, cmd);
+            if (rc < 0)
+                conn_fail(c, rc, "%s: %s", peer(c), err_str(rc));
+            return;
+        }
+    }
+    after_login_enable(c);
 }
 
 static bool is_loopback(const struct imap_conn *c)
@@ -1417,6 +1471,12 @@ static int on_tagged(struct imap_conn *c, const struct imap_response *r)
             ret = IMAP_PARSE_PAUSE; /* nothing after this OK may be parsed */
         }
         break;
+    case K_COMPRESS:
+        if (st == 0) {
+            c->compress_pending = true;
+            ret = IMAP_PARSE_PAUSE; /* what follows this OK is compressed */
+        }
+        break;
     default:
         break;
     }
@@ -1448,7 +1508,7 @@ static int on_continuation(struct imap_conn *c, const struct imap_response *r)
         int rc = net_write(c->s, cmd->cont_reply, strlen(cmd->cont_reply));
         cmd->cont_reply = NULL;
         if (rc < 0)
-            conn_fail(c, rc, "%s: write failed: %s", peer(c), err_str(rc));
+            write_failed(c, rc);
         return 0;
     }
     (void)r;
@@ -1848,6 +1908,22 @@ static int on_literal_end(void *ctx)
 
 /* ---- net callbacks ------------------------------------------------------ */
 
+/* COMPRESS's OK has been consumed: the rest of the input, and all output
+ * from now on, is DEFLATE.  The -d imap log stays clear text: it is written
+ * above this layer. */
+static void start_compress(struct imap_conn *c)
+{
+    c->compress_pending = false;
+    int rc = net_start_compress(c->s);
+    if (rc < 0) {
+        /* the server compresses already: we cannot go on without it */
+        conn_fail(c, rc, "%s: cannot start compression: %s", peer(c), err_str(rc));
+        return;
+    }
+    LOG_DEBUG(LOGC_IMAP, "%s: COMPRESS=DEFLATE on", peer(c));
+    after_login_enable(c);
+}
+
 static void on_net_read(struct net_stream *s, const char *data, size_t len, void *arg)
 {
     struct imap_conn *c = arg;
@@ -1876,6 +1952,8 @@ static void on_net_read(struct net_stream *s, const char *data, size_t len, void
         } else if (dropped < 0) {
             conn_fail(c, dropped, "%s: cannot start TLS: %s", peer(c), err_str(dropped));
         }
+    } else if (rc == IMAP_PARSE_PAUSE && c->compress_pending) {
+        start_compress(c);
     } else if (rc < 0) {
         conn_fail(c, rc, "%s: %s: %s", peer(c),
                   rc == OIMAP_ETOOBIG ? "response too large" : "protocol error",
@@ -2043,6 +2121,11 @@ const char *imap_conn_peer(const struct imap_conn *c)
 const char *imap_conn_tls_info(const struct imap_conn *c)
 {
     return c && c->s && net_is_tls(c->s) ? net_tls_info(c->s) : NULL;
+}
+
+bool imap_conn_compressed(const struct imap_conn *c)
+{
+    return c->s && net_is_compressed(c->s);
 }
 
 void imap_conn_set_handlers(struct imap_conn *c, const struct imap_conn_handlers *h, void *arg)
@@ -2581,6 +2664,8 @@ int imap_conn_config_new(const struct config_repo *repo, struct imap_conn_config
                                     : NET_FAMILY_IPV4;
     cf->net.timeout_s = repo->socktimeout > 0 ? (unsigned)repo->socktimeout : 0;
     cf->net.proxy = repo->proxy; /* a tunnel ignores it (net_spawn) */
+    /* without zlib config.c has warned once; stay uncompressed */
+    cf->compress = repo->usecompression && zstream_available();
     int rc = oauth2_config(repo, cf, err, errlen);
     if (rc < 0)
         goto fail;

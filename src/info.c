@@ -153,6 +153,8 @@ static void on_open(struct imap_conn *c, int st, const struct imap_result *res, 
     fprintf(r->out, "  capabilities before login: %s\n", imap_conn_caps_prelogin(c));
     fprintf(r->out, "  capabilities after login: %s\n", imap_conn_caps(c));
     fprintf(r->out, "  logged in as: %s\n", cc->user ? cc->user : "(preauthenticated)");
+    if (imap_conn_compressed(c))
+        fprintf(r->out, "  compression: DEFLATE\n");
     int rc = imap_conn_list(c, "", "", on_delim, on_cmd_done, r);
     if (rc == 0 && imap_conn_has(c, "NAMESPACE"))
         rc = imap_conn_command(c, "NAMESPACE", "NAMESPACE", on_namespace, on_cmd_done, r);

@@ -12,6 +12,7 @@
 #include "net.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -25,12 +26,14 @@
 #include "proxy.h"
 #include "tls.h"
 #include "tunnel.h"
+#include "zstream.h"
 
 #define DEFAULT_MAX_INPUT (1u << 20)
 #define DEFAULT_MAX_OUTPUT (16u << 20)
 #define DEFAULT_KEEPALIVE 60
 #define INPUT_MIN_READ (16 * 1024) /* room offered to each uv read */
 #define INPUT_MAX_READ (64 * 1024) /* and at most this much */
+#define ZIN_CAP (32 * 1024)        /* compressed input waiting to be inflated */
 
 enum net_state {
     ST_RESOLVING,
@@ -119,6 +122,13 @@ struct net_stream {
     bool tls_up, tls_eof;
     void (*on_tls)(struct net_stream *s, void *arg);
 
+    /* COMPRESS=DEFLATE (net_start_compress): every byte read (after TLS) is
+     * compressed and waits in zin[zin_off .. zin_off+zin_len) until the
+     * clear-text buffer has room for what it inflates to. */
+    struct zstream *z;
+    unsigned char *zin;
+    size_t zin_off, zin_len, zin_cap;
+
     /* tunnel (net_spawn): the command; NULL for TCP */
     struct tunnel *tun;
     bool connect_pending; /* on_connect is due from the idle handle */
@@ -150,6 +160,8 @@ static void unref(struct net_stream *s)
         uv_freeaddrinfo(s->ai_list);
     tls_session_free(&s->tls);
     tls_config_free(&s->implicit_tls);
+    zstream_free(&s->z);
+    free(s->zin);
     free(s->in);
     free(s->wq.p);
     free(s->wfly.p);
@@ -770,6 +782,16 @@ static size_t in_reserve(struct net_stream *s, size_t want)
     return s->in_cap - s->in_off - s->in_len;
 }
 
+/* Room for compressed input: compact zin; returns the free tail. */
+static size_t zin_reserve(struct net_stream *s)
+{
+    if (s->zin_off > 0) {
+        memmove(s->zin, s->zin + s->zin_off, s->zin_len);
+        s->zin_off = 0;
+    }
+    return s->zin_cap - s->zin_len;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct net_stream *s = ((struct attempt *)h->data)->s;
@@ -777,6 +799,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     if (s->tls) {
         unsigned char *p = tls_session_inbuf(s->tls, &space);
         *buf = uv_buf_init((char *)p, (unsigned)space);
+        return;
+    }
+    if (s->z) {
+        space = zin_reserve(s);
+        *buf = uv_buf_init((char *)s->zin + s->zin_len, (unsigned)space);
         return;
     }
     space = in_reserve(s, INPUT_MIN_READ);
@@ -825,6 +852,8 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
             hs_progress(s);
             return;
         }
+    } else if (s->z) {
+        s->zin_len += (size_t)n; /* inflated by pump() */
     } else {
         s->in_len += (size_t)n;
         s->fresh = true;
@@ -847,6 +876,8 @@ static void update_reading(struct net_stream *s)
                 size_t space;
                 tls_session_inbuf(s->tls, &space);
                 want = space > 0;
+            } else if (s->z) {
+                want = s->zin_len < s->zin_cap;
             } else {
                 want = s->in_len < s->opts.max_input;
             }
@@ -866,32 +897,98 @@ static void update_reading(struct net_stream *s)
     s->reading = want;
 }
 
-/* Decrypt what can be decrypted and offer the input to the upper layer,
+/* Decrypt what TLS holds, into the clear-text buffer or, with compression,
+ * into zin.  progress: something was decrypted.  Negative after fail(). */
+static int decrypt_input(struct net_stream *s, bool *progress)
+{
+    while (s->tls && !s->tls_eof) {
+        char *dst;
+        size_t space;
+        if (s->z) {
+            space = zin_reserve(s);
+            dst = (char *)s->zin + s->zin_len;
+        } else {
+            space = in_reserve(s, INPUT_MIN_READ);
+            dst = s->in + s->in_off + s->in_len;
+        }
+        if (space == 0)
+            break;
+        ssize_t r = tls_session_read(s->tls, dst, space);
+        if (r == 0)
+            break;
+        if (r == UV_EOF) {
+            s->tls_eof = s->eof_pending = true;
+            break;
+        }
+        if (r < 0) {
+            fail(s, (int)r, "%s", tls_session_error(s->tls));
+            return (int)r;
+        }
+        *progress = true;
+        if (s->z) {
+            s->zin_len += (size_t)r;
+        } else {
+            s->in_len += (size_t)r;
+            s->fresh = true;
+        }
+    }
+    return 0;
+}
+
+/* Inflate zin into the clear-text buffer as far as that has room (the
+ * bound holds however well the server's data compresses).  progress:
+ * something was taken or made.  Negative after fail(). */
+static int inflate_input(struct net_stream *s, bool *progress)
+{
+    while (s->z && (s->zin_len > 0 || zstream_inflate_pending(s->z))) {
+        size_t space = in_reserve(s, INPUT_MIN_READ), used, made;
+        if (space == 0)
+            break;
+        int r = zstream_inflate(s->z, s->zin + s->zin_off, s->zin_len, &used,
+                                s->in + s->in_off + s->in_len, space, &made);
+        s->zin_off += used;
+        s->zin_len -= used;
+        if (made > 0) {
+            s->in_len += made;
+            s->fresh = true;
+        }
+        if (r < 0) {
+            if (r == -ENOMEM)
+                fail(s, UV_ENOMEM, "out of memory inflating the compressed stream");
+            else
+                fail(s, OIMAP_EPROTO, "compressed stream from the server is corrupt: %s",
+                     zstream_error(s->z));
+            return r;
+        }
+        if (used == 0 && made == 0)
+            break;
+        *progress = true;
+    }
+    return 0;
+}
+
+/* Everything that can become clear text now: decrypt, inflate, and again
+ * while inflating made room for more decrypted bytes. */
+static int fill_input(struct net_stream *s)
+{
+    bool progress = true;
+    while (progress) {
+        progress = false;
+        if (decrypt_input(s, &progress) < 0 || inflate_input(s, &progress) < 0)
+            return -1;
+        if (!s->z)
+            break; /* decrypt_input() already went as far as it can */
+    }
+    return 0;
+}
+
+/* Decrypt and inflate what can be, and offer the input to the upper layer,
  * for as long as it makes progress. */
 static void pump(struct net_stream *s)
 {
     while (s->state == ST_OPEN && !s->paused) {
-        if (s->tls && !s->tls_eof) {
-            for (;;) {
-                size_t space = in_reserve(s, INPUT_MIN_READ);
-                if (space == 0)
-                    break;
-                ssize_t r = tls_session_read(s->tls, s->in + s->in_off + s->in_len, space);
-                if (r > 0) {
-                    s->in_len += (size_t)r;
-                    s->fresh = true;
-                    continue;
-                }
-                if (r == 0)
-                    break;
-                if (r == UV_EOF) {
-                    s->tls_eof = s->eof_pending = true;
-                    break;
-                }
-                fail(s, (int)r, "%s", tls_session_error(s->tls));
-                return;
-            }
-        }
+        if (fill_input(s) < 0)
+            return;
         if (!s->fresh || s->in_len == 0)
             break;
         s->fresh = false;
@@ -909,7 +1006,8 @@ static void pump(struct net_stream *s)
             break; /* the reader waits for more */
         }
         /* Progress: offer the rest again (a reader may take one response
-         * per call); with TLS, also decrypt what the space freed allows. */
+         * per call); with TLS or compression, also decrypt and inflate what
+         * the space freed allows. */
         s->fresh = s->in_len > 0;
     }
     if (s->state != ST_OPEN)
@@ -957,7 +1055,8 @@ void net_resume(struct net_stream *s)
     arm_timer(s);
     /* Offer what is buffered again, from the loop, never from here. */
     if (s->in_len > 0 || s->eof_pending || (s->tls && tls_session_inbuf_len(s->tls) > 0) ||
-        (s->tls && tls_session_pending(s->tls))) {
+        (s->tls && tls_session_pending(s->tls)) ||
+        (s->z && (s->zin_len > 0 || zstream_inflate_pending(s->z)))) {
         s->fresh = true;
         s->pump_pending = true;
         defer(s);
@@ -1060,6 +1159,28 @@ static void flush(struct net_stream *s)
     arm_timer(s);
 }
 
+/* zstream's way out: through TLS, or into the queue. */
+static int compressed_out(void *arg, const unsigned char *p, size_t len)
+{
+    struct net_stream *s = arg;
+    return s->tls ? tls_session_write(s->tls, p, len) : wbuf_append(&s->wq, p, len);
+}
+
+/* One write batch, deflated and sync-flushed so the server can act on it at
+ * once.  A failure half-way leaves the server's decompressor out of step
+ * with ours, so unlike a plain write it always ends the connection. */
+static int write_compressed(struct net_stream *s, const void *data, size_t len)
+{
+    int r = zstream_deflate(s->z, data, len, compressed_out, s);
+    if (r == OIMAP_ETLS)
+        fail(s, r, "%s", tls_session_error(s->tls));
+    else if (r < 0)
+        fail(s, r, "cannot compress: %s", zstream_error(s->z));
+    else
+        flush(s);
+    return r;
+}
+
 int net_write(struct net_stream *s, const void *data, size_t len)
 {
     if (s->state == ST_HANDSHAKE)
@@ -1068,6 +1189,8 @@ int net_write(struct net_stream *s, const void *data, size_t len)
         return UV_ENOTCONN;
     if (net_write_queued(s) + len > s->opts.max_output)
         return UV_ENOBUFS;
+    if (s->z)
+        return write_compressed(s, data, len);
     int r = s->tls ? tls_session_write(s->tls, data, len) : wbuf_append(&s->wq, data, len);
     if (r < 0) {
         if (r == OIMAP_ETLS)
@@ -1147,6 +1270,45 @@ int net_start_tls(struct net_stream *s, struct tls_config *cfg,
     return dropped > (size_t)INT32_MAX ? INT32_MAX : (int)dropped;
 }
 
+/* ---- COMPRESS=DEFLATE ----------------------------------------------------- */
+
+int net_start_compress(struct net_stream *s)
+{
+    if (s->z || s->state == ST_HANDSHAKE)
+        return UV_EINVAL;
+    if (s->state != ST_OPEN || !s->conn)
+        return UV_ENOTCONN;
+    /* What is not consumed came after the server's OK: compressed already. */
+    size_t cap = s->in_len > ZIN_CAP ? s->in_len : ZIN_CAP;
+    unsigned char *zin = malloc(cap);
+    if (!zin)
+        return UV_ENOMEM;
+    int r = zstream_new(&s->z);
+    if (r < 0) {
+        free(zin);
+        return r == -ENOMEM ? UV_ENOMEM : r;
+    }
+    s->zin = zin;
+    s->zin_cap = cap;
+    memcpy(s->zin, s->in + s->in_off, s->in_len);
+    s->zin_len = s->in_len;
+    s->in_len = s->in_off = 0;
+    s->fresh = false;
+    LOG_DEBUG(LOGC_IMAP, "net: %s: DEFLATE compression on (%zu bytes already compressed)", s->peer,
+              s->zin_len);
+    if (s->zin_len > 0) {
+        s->pump_pending = true; /* inflated from the loop, never from here */
+        defer(s);
+    }
+    update_reading(s);
+    return 0;
+}
+
+bool net_is_compressed(const struct net_stream *s)
+{
+    return s->z != NULL;
+}
+
 /* ---- closing and accessors ------------------------------------------------ */
 
 void net_close(struct net_stream *s, void (*on_closed)(void *arg))
@@ -1155,6 +1317,14 @@ void net_close(struct net_stream *s, void (*on_closed)(void *arg))
         return;
     s->user_closed = true;
     s->on_closed = on_closed;
+    if (s->z) {
+        struct zstream_counts n;
+        zstream_get_counts(s->z, &n);
+        LOG_DEBUG(LOGC_IMAP,
+                  "net: %s: DEFLATE: received %llu bytes for %llu, sent %llu bytes for %llu",
+                  s->peer, (unsigned long long)n.in_packed, (unsigned long long)n.in_clear,
+                  (unsigned long long)n.out_packed, (unsigned long long)n.out_clear);
+    }
     if (s->gai) {
         s->gai->s = NULL; /* it frees itself when it completes */
         uv_cancel((uv_req_t *)&s->gai->req);

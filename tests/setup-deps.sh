@@ -3,7 +3,7 @@
 # something is missing.  Usage: tests/setup-deps.sh [build|test|demo|bench]
 set -eu
 
-build_pkgs="gcc meson ninja-build pkg-config libuv1-dev libmbedtls-dev liblmdb-dev libinih-dev libsqlite3-dev scdoc"
+build_pkgs="gcc meson ninja-build pkg-config libuv1-dev libmbedtls-dev liblmdb-dev libinih-dev libsqlite3-dev zlib1g-dev scdoc"
 test_pkgs="dovecot-imapd dovecot-core openssl python3 lmdb-utils procps clang-format offlineimap3 clang-tidy cppcheck"
 fuzz_pkgs="clang libclang-rt-14-dev"
 bench_pkgs="isync offlineimap3 time"

@@ -342,12 +342,14 @@ class Dovecot:
                it is not removed on stop.
     extra_conf: text appended to the generated config.
     list_index: mailbox_list_index (off by default: see the config comment).
+    compress: load the zlib and imap_zlib plugins, so CAPABILITY after login
+              offers COMPRESS=DEFLATE (RFC 4978); off by default.
     """
 
     def __init__(self, cert='good', starttls=True, users=None, delimiter='/', fsync='never',
                  idle_notify_interval=None, directory=None, extra_conf='', certs=None,
                  tls_min='TLSv1.2', auth_failure_delay='0', list_index=False, keep=False,
-                 start=False):
+                 start=False, compress=False):
         certs_mod.Certs._check(cert)
         if delimiter not in ('/', '.'):
             raise ValueError("delimiter must be '/' or '.'")
@@ -364,6 +366,7 @@ class Dovecot:
         self.tls_min = tls_min
         self.auth_failure_delay = auth_failure_delay
         self.list_index = list_index
+        self.compress = compress
         self.keep = keep or directory is not None
         self._certs = certs
         self._given_dir = directory
@@ -471,6 +474,9 @@ class Dovecot:
         idle = ''
         if self.idle_notify_interval:
             idle = 'imap_idle_notify_interval = %s' % self.idle_notify_interval
+        if self.compress:
+            idle += ('\nmail_plugins = $mail_plugins zlib\n'
+                     'protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}')
         conf = _CONF.format(
             dir=d, host=self.host, port=self.port, tls_port=self.tls_port,
             instance='oimaptest-%d-%d' % (os.getpid(), id(self) % 100000),

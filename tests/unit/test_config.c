@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "build_config.h"
 #include "config.h"
 #include "err.h"
 #include "log.h"
@@ -640,15 +641,23 @@ static void test_support_levels(void)
     strcat(buf, "[Repository X]\ntype = IMAP\n"); /* not used: never checked */
     /* status_backend and pythonfile in their sections, via -k to keep lines fixed. */
     struct config_override ov[] = {{"Account A", "status_backend", "sqlite"},
-                                   {"general", "pythonfile", "~/.offlineimap.py"}};
-    is_int(load_ov(buf, ov, 2, &cfg), 0, "retired and unimplemented options accepted");
+                                   {"general", "pythonfile", "~/.offlineimap.py"},
+                                   {"general", "update-keyring", "yes"}};
+    is_int(load_ov(buf, ov, 3, &cfg), 0, "retired and unimplemented options accepted");
     ok(has("warning: " F ":19: [Repository R] remotehots: unknown option, ignored\n"),
        "typo warned");
     ok(has("warning: " F ":20: [Repository R] localfolders: not used by IMAP repositories, "
            "ignored\n"),
        "Maildir option in IMAP repository warned");
-    ok(has("warning: " F ":21: [Repository R] usecompression: not implemented yet, ignored\n"),
+    ok(has("warning: -k general:update-keyring: not implemented yet, ignored\n"),
        "unimplemented option warned");
+#if OIMAP_HAVE_ZLIB
+    ok(!has_quiet("usecompression"), "usecompression (line 21) implemented: no warning");
+#else
+    ok(has("warning: " F ":21: [Repository R] usecompression: oimap was built without zlib: "
+           "usecompression ignored\n"),
+       "usecompression without zlib warned");
+#endif
     ok(has("note: " F ":22: [Repository R] singlethreadperfolder: has no effect in oimap, "
            "ignored\n"),
        "no-op option noted");
