@@ -182,8 +182,13 @@ struct imap_result {
     const char *text; /* the server's text, or the connection error message */
     /* SELECT/EXAMINE (OK only) */
     const struct imap_folder_info *folder;
-    /* APPEND with UIDPLUS: APPENDUID (0 if none) */
+    /* APPEND with UIDPLUS: APPENDUID (0 if none; the first UID of a MULTIAPPEND) */
     uint32_t append_uidvalidity, append_uid;
+    /* MULTIAPPEND with UIDPLUS: APPENDUID's UIDs, one per message in the
+     * command's order, when its uid-set is ascending and names exactly as
+     * many UIDs as there were messages; else NULL and 0. */
+    const uint32_t *append_uids;
+    size_t n_append_uids;
     /* UID SEARCH: the UIDs found, in the server's order */
     const uint32_t *uids;
     size_t n_uids;
@@ -381,22 +386,37 @@ int imap_conn_fetch_body(struct imap_conn *c, const char *uidset, const struct i
                          imap_done_cb done, void *arg);
 
 /* APPEND.  The message comes from data (kept valid until done) or, when
- * data is NULL, from read(arg, buf, cap): it returns bytes written into buf
- * (> 0), 0 when nothing is available yet (call imap_conn_append_ready()
- * when there is), or a negative code (the connection is then failed: a
- * literal cannot be abandoned half way).  Exactly size bytes are taken.
+ * data is NULL, from read(read_arg, buf, cap) (read_arg NULL: done's arg):
+ * it returns bytes written into buf (> 0), 0 when nothing is available yet
+ * (call imap_conn_append_ready() when there is), or a negative code (the
+ * connection is then failed: a literal cannot be abandoned half way).
+ * Exactly size bytes are taken; read is not called once they are.
  * res->append_uid is set with UIDPLUS. */
 struct imap_append_msg {
-    const char *folder;
+    const char *folder;   /* imap_conn_append() only */
     unsigned flags;       /* IMAP_FLAG_* (RECENT and ANY ignored) */
     const char *keywords; /* more flags, space separated, or NULL */
     time_t internaldate;  /* 0: let the server choose */
     uint64_t size;
     const char *data;
     ssize_t (*read)(void *arg, char *buf, size_t cap);
+    void *read_arg;
 };
 int imap_conn_append(struct imap_conn *c, const struct imap_append_msg *m, imap_done_cb done,
                      void *arg);
+
+/* MULTIAPPEND (RFC 3502; call it only when imap_conn_has(c, "MULTIAPPEND")):
+ * the n messages m[0..n) (1 <= n <= IMAP_MULTIAPPEND_MAX) into folder in one
+ * command; m[i].folder is ignored, each literal is pulled from its own
+ * read(read_arg, ...) in turn.  Literals are non-synchronizing under the
+ * same size rule as imap_conn_append()'s, else each waits for the server's
+ * '+'.  The server stores all of them or none: status 0 means all were
+ * appended (res->append_uids maps them to UIDs when it can), OIMAP_ENO or
+ * OIMAP_EBAD means none was.  The m array itself may go after the call. */
+#define IMAP_MULTIAPPEND_MAX 1000u
+int imap_conn_multiappend(struct imap_conn *c, const char *folder,
+                          const struct imap_append_msg *m, size_t n, imap_done_cb done,
+                          void *arg);
 void imap_conn_append_ready(struct imap_conn *c);
 
 /* UID STORE uidset +FLAGS.SILENT / -FLAGS.SILENT (flags keywords). */

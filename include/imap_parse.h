@@ -239,6 +239,13 @@ bool imap_words_next(const char *s, size_t len, size_t *pos, const char **w_r, s
  * OIMAP_EPROTO for a malformed set. */
 int imap_seqset_next(const char *s, size_t len, size_t *pos, uint32_t *lo_r, uint32_t *hi_r);
 
+/* The UIDs of an APPENDUID / COPYUID uid-set, in the set's order, into
+ * out[0..cap): "3:5,9" gives 3 4 5 9.  Strict: the set must be ascending
+ * (no "5:3", no "9,4"), without 0 or '*', since callers map the UIDs to
+ * messages by position.  Returns 0 and *n_r, OIMAP_ETOOBIG when there are
+ * more than cap, or OIMAP_EPROTO (*n_r is 0 on errors). */
+int imap_uidset_expand(const char *s, size_t len, uint32_t *out, size_t cap, size_t *n_r);
+
 /* ---- flags and FETCH ---------------------------------------------------- */
 
 #define IMAP_FLAG_SEEN 0x01u

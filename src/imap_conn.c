@@ -27,7 +27,7 @@
 #include "tls.h"
 #include "zstream.h"
 
-#define MAX_PARTS 12
+#define MAX_PARTS 12 /* of an ordinary command; a MULTIAPPEND has 2 per message */
 #define WRITE_WATERMARK (256u * 1024u) /* stop writing above this many queued bytes */
 #define WRITE_CHUNK (64u * 1024u)
 #define NONSYNC_MAX (1024u * 1024u) /* LITERAL+ up to this size, else wait for '+' */
@@ -44,6 +44,9 @@ struct part {
     size_t off; /* builder: offset of p in the command's buffer (TEXT/MEM inline) */
     uint64_t len;
     bool ext; /* MEM: p points to caller memory, not into the buffer */
+    /* SRC: the literal is pulled from read(read_arg, ...) */
+    ssize_t (*read)(void *arg, char *buf, size_t cap);
+    void *read_arg;
 };
 
 enum cmd_kind {
@@ -68,9 +71,14 @@ struct cmd {
     uint32_t tag;
     enum cmd_kind kind;
     bool started, written, barrier, got_cont;
+    bool answered;    /* APPEND: refused before it was sent completely (see answer_early) */
+    int ans_st;       /* ... its status */
+    struct imap_result ans; /* ... its result, strings in ans_buf */
+    char *ans_buf;
     unsigned n_parts, part_idx;
     uint64_t part_off;
-    struct part parts[MAX_PARTS];
+    struct part *parts; /* small, or the heap for a MULTIAPPEND */
+    struct part small[MAX_PARTS];
     const char *cont_reply; /* AUTHENTICATE: answer to an error challenge */
     imap_done_cb done;
     void *arg;
@@ -89,7 +97,7 @@ struct cmd {
             struct imap_folder_info fi;
         } sel;
         struct {
-            ssize_t (*read)(void *arg, char *buf, size_t cap);
+            size_t n_msgs; /* > 1: a MULTIAPPEND */
         } app;
         struct {
             uint32_t *uids;
@@ -175,6 +183,9 @@ static void cmd_free(struct cmd *cmd)
     free(cmd->buf);
     free(cmd->display);
     free(cmd->set);
+    free(cmd->ans_buf);
+    if (cmd->parts != cmd->small)
+        free(cmd->parts);
     free(cmd);
 }
 
@@ -358,8 +369,9 @@ struct builder {
     struct imap_conn *c;
     char *b;
     size_t len, cap;
-    struct part parts[MAX_PARTS];
-    unsigned n;
+    struct part small[MAX_PARTS];
+    struct part *parts; /* small, or the heap when a MULTIAPPEND needs more */
+    unsigned n, pcap, pmax;
     size_t text_start;
     bool text_secret;
     int err;
@@ -406,16 +418,41 @@ static void b_text(struct builder *b, const char *fmt, ...)
     b_raw(b, tmp, (size_t)n);
 }
 
+/* A new part (zeroed), or NULL with b->err set: at most b->max parts. */
+static struct part *b_part(struct builder *b)
+{
+    if (b->err)
+        return NULL;
+    if (b->n == b->pcap) {
+        if (b->pcap >= b->pmax) {
+            b->err = OIMAP_ETOOBIG;
+            return NULL;
+        }
+        unsigned cap = b->pcap * 2 < b->pmax ? b->pcap * 2 : b->pmax;
+        struct part *n = malloc(cap * sizeof *n);
+        if (!n) {
+            b->err = -ENOMEM;
+            return NULL;
+        }
+        memcpy(n, b->parts, b->n * sizeof *n);
+        if (b->parts != b->small)
+            free(b->parts);
+        b->parts = n;
+        b->pcap = cap;
+    }
+    struct part *p = &b->parts[b->n++];
+    memset(p, 0, sizeof *p);
+    return p;
+}
+
 /* Close the text part in progress (if any bytes). */
 static void b_flush_text(struct builder *b)
 {
     if (b->err || b->len == b->text_start)
         return;
-    if (b->n >= MAX_PARTS) {
-        b->err = OIMAP_ETOOBIG;
+    struct part *p = b_part(b);
+    if (!p)
         return;
-    }
-    struct part *p = &b->parts[b->n++];
     *p = (struct part){.kind = PART_TEXT,
                        .off = b->text_start,
                        .len = b->len - b->text_start,
@@ -440,19 +477,15 @@ static bool nonsync_ok(const struct imap_conn *c, uint64_t size)
 
 /* A literal header "{n}" / "{n+}" and its data part (a copy, or external
  * memory, or a pulled source when data is NULL and src is set). */
-static void b_literal(struct builder *b, const char *data, uint64_t len, bool copy, bool src,
-                      bool secret)
+static struct part *b_literal(struct builder *b, const char *data, uint64_t len, bool copy,
+                              bool src, bool secret)
 {
     bool ns = nonsync_ok(b->c, len);
     b_text(b, "{%llu%s}\r\n", (unsigned long long)len, ns ? "+" : "");
     b_flush_text(b);
-    if (b->err)
-        return;
-    if (b->n >= MAX_PARTS) {
-        b->err = OIMAP_ETOOBIG;
-        return;
-    }
-    struct part *p = &b->parts[b->n];
+    struct part *p = b_part(b);
+    if (!p)
+        return NULL;
     *p =
         (struct part){.kind = src ? PART_SRC : PART_MEM, .wait = !ns, .secret = secret, .len = len};
     if (copy) {
@@ -463,8 +496,8 @@ static void b_literal(struct builder *b, const char *data, uint64_t len, bool co
         p->p = data;
         p->ext = true;
     }
-    b->n++;
     b->text_start = b->len;
+    return p;
 }
 
 /* An astring: quoted when possible, else a literal. */
@@ -527,15 +560,18 @@ static bool set_contains(const char *set, uint32_t uid)
 
 static char *make_display(const struct cmd *cmd)
 {
-    size_t cap = 64;
-    for (unsigned i = 0; i < cmd->n_parts; i++)
+    /* A MULTIAPPEND shows its first message, then how many in all. */
+    bool multi = cmd->kind == K_APPEND && cmd->u.app.n_msgs > 1;
+    unsigned shown = multi && cmd->n_parts > 2 ? 2 : cmd->n_parts;
+    size_t cap = 128;
+    for (unsigned i = 0; i < shown; i++)
         cap += cmd->parts[i].kind == PART_TEXT ? (size_t)cmd->parts[i].len : 32;
     char *d = malloc(cap);
     if (!d)
         return NULL;
     size_t o = 0;
     bool last_secret = false;
-    for (unsigned i = 0; i < cmd->n_parts; i++) {
+    for (unsigned i = 0; i < shown; i++) {
         const struct part *p = &cmd->parts[i];
         if (p->secret) {
             if (!last_secret)
@@ -554,6 +590,13 @@ static char *make_display(const struct cmd *cmd)
             o += (size_t)snprintf(d + o, cap - o, "{%llu bytes}", (unsigned long long)p->len);
         }
     }
+    if (shown < cmd->n_parts) {
+        uint64_t bytes = 0;
+        for (unsigned i = 0; i < cmd->n_parts; i++)
+            bytes += cmd->parts[i].kind == PART_TEXT ? 0 : cmd->parts[i].len;
+        o += (size_t)snprintf(d + o, cap - o, " ... (MULTIAPPEND: %zu messages, %llu bytes)",
+                              cmd->u.app.n_msgs, (unsigned long long)bytes);
+    }
     d[o] = 0;
     return d;
 }
@@ -569,12 +612,20 @@ static int submit(struct imap_conn *c, struct builder *b, struct cmd *cmd)
         if (b->b)
             memset(b->b, 0, b->len);
         free(b->b);
+        if (b->parts != b->small)
+            free(b->parts);
         free(cmd->set);
         free(cmd);
         return e;
     }
     cmd->buf = b->b;
     cmd->n_parts = b->n;
+    if (b->parts == b->small) {
+        cmd->parts = cmd->small;
+        memcpy(cmd->small, b->small, b->n * sizeof *b->small);
+    } else {
+        cmd->parts = b->parts; /* the command owns it now */
+    }
     for (unsigned i = 0; i < b->n; i++) {
         cmd->parts[i] = b->parts[i];
         if (!cmd->parts[i].ext && cmd->parts[i].kind != PART_SRC)
@@ -604,6 +655,8 @@ static struct cmd *cmd_begin(struct imap_conn *c, struct builder *b, enum cmd_ki
     struct cmd *cmd = calloc(1, sizeof *cmd);
     memset(b, 0, sizeof *b);
     b->c = c;
+    b->parts = b->small;
+    b->pcap = b->pmax = MAX_PARTS;
     if (!cmd) {
         b->err = -ENOMEM;
         return NULL;
@@ -679,7 +732,7 @@ static int write_part(struct imap_conn *c, struct cmd *cmd, struct part *p)
         int rc;
         if (p->kind == PART_SRC) {
             char tmp[WRITE_CHUNK];
-            ssize_t got = cmd->u.app.read(cmd->arg, tmp, n);
+            ssize_t got = p->read(p->read_arg, tmp, n);
             if (c->failed || c->closing)
                 return OIMAP_ECANCELED;
             if (got == 0)
@@ -729,6 +782,14 @@ static void pump_send(struct imap_conn *c)
         }
         if (cmd->part_idx == cmd->n_parts) {
             cmd->written = true;
+            if (cmd->answered) {
+                /* an early refusal (answer_early): now it is complete */
+                unlink_cmd(c, cmd);
+                if (cmd->done)
+                    cmd->done(c, cmd->ans_st, &cmd->ans, cmd->arg);
+                cmd_free(cmd);
+                continue;
+            }
             if (cmd->kind == K_IDLE && c->state == IMAP_CONN_IDLE && c->idle_done_pending &&
                 !c->idle_done_sent) {
                 c->idle_done_sent = true;
@@ -1396,6 +1457,45 @@ static void apply_code(struct imap_conn *c, const struct imap_resp_code *code)
     }
 }
 
+/* A NO (or BAD) to an APPEND whose literals are still being sent: Dovecot
+ * refuses a message as soon as it sees its size, then reads the rest of
+ * the command without storing anything.  The non-synchronizing literals
+ * must still be sent whole (RFC 7888: the server reads them, else their
+ * bytes would be taken for commands), up to the first literal that waits
+ * for a '+' which will not come now; the answer is delivered once that
+ * much is written (pump_send), so that the caller's read callbacks are
+ * not needed after it. */
+static int answer_early(struct imap_conn *c, struct cmd *cmd, const struct imap_response *r)
+{
+    struct imap_result res;
+    make_result(c, &res, r);
+    size_t ln = strlen(res.code_name), la = strlen(res.code_args), lt = strlen(res.text);
+    char *b = malloc(ln + la + lt + 3);
+    if (!b) {
+        conn_fail(c, -ENOMEM, "%s: out of memory", peer(c));
+        return -ENOMEM;
+    }
+    memcpy(b, res.code_name, ln + 1);
+    memcpy(b + ln + 1, res.code_args, la + 1);
+    memcpy(b + ln + la + 2, res.text, lt + 1);
+    res.code_name = b;
+    res.code_args = b + ln + 1;
+    res.text = b + ln + la + 2;
+    cmd->ans = res;
+    cmd->ans_buf = b;
+    cmd->ans_st = status_code(r->status);
+    cmd->answered = true;
+    unsigned stop = cmd->part_idx + 1;
+    while (stop < cmd->n_parts && !cmd->parts[stop].wait)
+        stop++;
+    cmd->n_parts = stop;
+    LOG_DEBUG(LOGC_IMAP, "%s: A%u was refused while being sent: sending the rest of its "
+              "non-synchronizing literals",
+              c->cfg->host, cmd->tag);
+    schedule_pump(c);
+    return 0;
+}
+
 static int on_tagged(struct imap_conn *c, const struct imap_response *r)
 {
     uint32_t tag = 0;
@@ -1417,6 +1517,8 @@ static int on_tagged(struct imap_conn *c, const struct imap_response *r)
     }
     if (!cmd->written && cmd->part_idx < cmd->n_parts &&
         !(cmd->parts[cmd->part_idx].wait && !cmd->got_cont && cmd->part_off == 0)) {
+        if (cmd->kind == K_APPEND && r->status != IMAP_STATUS_OK && !cmd->answered)
+            return answer_early(c, cmd, r);
         conn_fail(c, OIMAP_EPROTO, "%s: the server answered A%u before it was sent completely",
                   peer(c), tag);
         return OIMAP_EPROTO;
@@ -1428,6 +1530,7 @@ static int on_tagged(struct imap_conn *c, const struct imap_response *r)
     if (r->status == IMAP_STATUS_OK && r->code.id != IMAP_CODE_NONE)
         apply_code(c, &r->code);
     int ret = 0;
+    uint32_t *append_uids = NULL;
     switch (cmd->kind) {
     case K_SELECT:
         if (st == 0) {
@@ -1452,6 +1555,22 @@ static int on_tagged(struct imap_conn *c, const struct imap_response *r)
                 imap_seqset_next(set, setlen, &pos, &lo, &hi) == 1) {
                 res.append_uidvalidity = uv;
                 res.append_uid = lo;
+            }
+            if (res.append_uid && cmd->u.app.n_msgs > 1) {
+                /* RFC 4315: one UID per message, in the command's order.
+                 * Any other count: no UIDs (the caller searches). */
+                size_t n = cmd->u.app.n_msgs, got = 0;
+                append_uids = malloc(n * sizeof *append_uids);
+                if (append_uids &&
+                    imap_uidset_expand(set, setlen, append_uids, n, &got) == 0 && got == n) {
+                    res.append_uids = append_uids;
+                    res.n_append_uids = n;
+                } else {
+                    LOG_DEBUG(LOGC_IMAP,
+                              "%s: APPENDUID of A%u does not name one UID for each of its %zu "
+                              "messages",
+                              c->cfg->host, tag, n);
+                }
             }
         }
         break;
@@ -1483,6 +1602,7 @@ static int on_tagged(struct imap_conn *c, const struct imap_response *r)
     if (cmd->done)
         cmd->done(c, st, &res, cmd->arg);
     cmd_free(cmd);
+    free(append_uids);
     schedule_pump(c);
     return ret;
 }
@@ -2383,6 +2503,45 @@ int imap_conn_fetch_body(struct imap_conn *c, const char *uidset, const struct i
     return submit(c, &b, cmd);
 }
 
+/* Flags that imap_flags_format() can write (checked before a tag is taken). */
+static int append_flags_ok(const struct imap_append_msg *m)
+{
+    char flags[1024];
+    int rc = imap_flags_format(m->flags & ~(IMAP_FLAG_RECENT | IMAP_FLAG_ANY), m->keywords, flags,
+                               sizeof flags);
+    return rc < 0 ? rc : 0;
+}
+
+/* One message of an APPEND: " [flags] [date-time] literal". */
+static int b_append_msg(struct builder *b, const struct imap_append_msg *m, void *read_arg)
+{
+    if (!m || (!m->data && !m->read))
+        return UV_EINVAL;
+    char flags[1024];
+    int rc = imap_flags_format(m->flags & ~(IMAP_FLAG_RECENT | IMAP_FLAG_ANY), m->keywords, flags,
+                               sizeof flags);
+    if (rc < 0)
+        return rc;
+    if (strcmp(flags, "()") != 0)
+        b_text(b, " %s", flags);
+    if (m->internaldate) {
+        static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+        struct tm tm;
+        time_t t = m->internaldate;
+        gmtime_r(&t, &tm);
+        b_text(b, " \"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday, mon[tm.tm_mon],
+               tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    }
+    b_text(b, " ");
+    struct part *p = b_literal(b, m->data, m->size, false, !m->data, false);
+    if (p && !m->data) {
+        p->read = m->read;
+        p->read_arg = m->read_arg ? m->read_arg : read_arg;
+    }
+    return 0;
+}
+
 int imap_conn_append(struct imap_conn *c, const struct imap_append_msg *m, imap_done_cb done,
                      void *arg)
 {
@@ -2391,31 +2550,47 @@ int imap_conn_append(struct imap_conn *c, const struct imap_append_msg *m, imap_
         return rc;
     if (!m || !m->folder || (!m->data && !m->read))
         return UV_EINVAL;
-    char flags[1024];
-    rc = imap_flags_format(m->flags & ~(IMAP_FLAG_RECENT | IMAP_FLAG_ANY), m->keywords, flags,
-                           sizeof flags);
-    if (rc < 0)
+    if ((rc = append_flags_ok(m)) < 0)
         return rc;
     struct builder b;
     struct cmd *cmd = cmd_begin(c, &b, K_APPEND, done, arg);
     if (!cmd)
         return -ENOMEM;
-    cmd->u.app.read = m->read;
+    cmd->u.app.n_msgs = 1;
     b_text(&b, "APPEND ");
     b_mailbox(&b, m->folder);
-    if (strcmp(flags, "()") != 0)
-        b_text(&b, " %s", flags);
-    if (m->internaldate) {
-        static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-        struct tm tm;
-        time_t t = m->internaldate;
-        gmtime_r(&t, &tm);
-        b_text(&b, " \"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday, mon[tm.tm_mon],
-               tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if ((rc = b_append_msg(&b, m, arg)) < 0)
+        b.err = b.err ? b.err : rc;
+    return submit(c, &b, cmd);
+}
+
+int imap_conn_multiappend(struct imap_conn *c, const char *folder,
+                          const struct imap_append_msg *m, size_t n, imap_done_cb done,
+                          void *arg)
+{
+    int rc = usable(c);
+    if (rc < 0)
+        return rc;
+    if (!folder || !m || n == 0 || n > IMAP_MULTIAPPEND_MAX)
+        return UV_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (!m[i].data && !m[i].read)
+            return UV_EINVAL;
+        if ((rc = append_flags_ok(&m[i])) < 0)
+            return rc;
     }
-    b_text(&b, " ");
-    b_literal(&b, m->data, m->size, false, !m->data, false);
+    struct builder b;
+    struct cmd *cmd = cmd_begin(c, &b, K_APPEND, done, arg);
+    if (!cmd)
+        return -ENOMEM;
+    cmd->u.app.n_msgs = n;
+    /* "A1 APPEND box" + per message: the options and "{n}" (text), the literal */
+    b.pmax = (unsigned)(2 * n + 4);
+    b_text(&b, "APPEND ");
+    b_mailbox(&b, folder);
+    for (size_t i = 0; i < n && !b.err; i++)
+        if ((rc = b_append_msg(&b, &m[i], arg)) < 0)
+            b.err = b.err ? b.err : rc;
     return submit(c, &b, cmd);
 }
 

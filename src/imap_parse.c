@@ -1333,6 +1333,41 @@ int imap_seqset_next(const char *s, size_t len, size_t *pos, uint32_t *lo_r, uin
     return 1;
 }
 
+int imap_uidset_expand(const char *s, size_t len, uint32_t *out, size_t cap, size_t *n_r)
+{
+    size_t i = 0, n = 0;
+    uint32_t last = 0;
+    *n_r = 0;
+    if (len == 0)
+        return OIMAP_EPROTO;
+    while (i < len) {
+        uint32_t a, b;
+        if (n && (s[i] != ',' || ++i >= len))
+            return OIMAP_EPROTO;
+        if (seq_number(s, len, &i, &a) < 0 || a == UINT32_MAX)
+            return OIMAP_EPROTO; /* no '*' among assigned UIDs */
+        b = a;
+        if (i < len && s[i] == ':') {
+            i++;
+            if (seq_number(s, len, &i, &b) < 0 || b == UINT32_MAX)
+                return OIMAP_EPROTO;
+        }
+        if (i < len && s[i] != ',')
+            return OIMAP_EPROTO;
+        /* Ascending only: "5:3" or "7,4" leave the order of the messages in
+         * doubt, and a wrong pairing is worse than a search. */
+        if (b < a || a <= last)
+            return OIMAP_EPROTO;
+        if ((uint64_t)b - a + 1 > cap - n)
+            return OIMAP_ETOOBIG;
+        for (uint64_t u = a; u <= b; u++)
+            out[n++] = (uint32_t)u;
+        last = b;
+    }
+    *n_r = n;
+    return 0;
+}
+
 /* ---- flags ----------------------------------------------------------------- */
 
 unsigned imap_flag_bit(const char *s, size_t len)

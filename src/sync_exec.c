@@ -624,8 +624,22 @@ static void downloads_start(struct sync_ctx *c)
 
 /* -- 4: uploads, in batches: stat the files -> intents with a fresh TUID (one
  * commit) -> pipelined APPENDs streaming "X-OIMAP-TUID: <tuid>\r\n" + the file
+ * (with MULTIAPPEND: a few commands carrying many messages each)
  * -> UID from APPENDUID, else UID SEARCH HEADER -> rename the files to carry
- * U= (one barrier) -> one commit recording the pairs, deleting the intents. -- */
+ * U= (one barrier) -> one commit recording the pairs, deleting the intents.
+ *
+ * MULTIAPPEND keeps the same invariants: every message's intent, with its
+ * marker, is committed before the command that carries it is queued; the
+ * server stores all of a command's messages or none (RFC 3502), so a crash
+ * or a dropped connection leaves intents that the next run resolves by
+ * marker exactly as after single APPENDs.  APPENDUID's UIDs are mapped to
+ * the messages by position only when the set names exactly one ascending
+ * UID per message (imap_uidset_expand()); otherwise each message is found
+ * by its marker.  A refused MULTIAPPEND stored nothing: its messages are
+ * sent again one by one, and a message the server then refuses is left
+ * with its intent (the next run looks it up, finds it absent and tries
+ * again) while the others are recorded; the folder fails once the uploads
+ * are done, naming it. -- */
 
 struct sync_upload {
     struct sync_ctx *c;
@@ -643,6 +657,8 @@ struct sync_upload {
     uint64_t intent_id;
     uint32_t uid;
     bool appended;
+    bool retried; /* sent alone after a refused MULTIAPPEND */
+    bool refused; /* ... and refused again: not recorded, intent kept */
     /* streaming */
     struct repo_maildir_reader *r;
     bool r_started, r_eof, r_paused;
@@ -849,64 +865,200 @@ static ssize_t ul_read(void *arg, char *buf, size_t cap)
     return 0;
 }
 
+/* The server stored u (APPEND's or MULTIAPPEND's tagged OK); uid: from
+ * APPENDUID, or 0. */
+static void ul_appended_one(struct sync_ctx *c, struct sync_upload *u, uint32_t uid,
+                            uint32_t uidvalidity)
+{
+    u->appended = true;
+    if (uid && (!uidvalidity || uidvalidity == c->fi.uidvalidity))
+        u->uid = uid;
+    c->ul_done_msgs++;
+    c->ul_bytes_done += u->fsize;
+    log_progress(c->acct_name, c->job.remote_name, c->ul_done_msgs, c->plan->nuploads,
+                 c->ul_bytes_done, c->ul_bytes_total);
+    if (sync_is_machine())
+        sync_event(c, "copyingmessage", "%s\n%s\n%s\n%s", c->nl->v[u->near_idx].name,
+                   c->local_repo, c->job.local_name, c->remote_repo);
+}
+
+/* The literal of u is sent (or will never be): free its reader and buffer. */
+static void ul_release(struct sync_upload *u)
+{
+    if (u->r) {
+        repo_maildir_reader_close(u->r);
+        u->r = NULL;
+    }
+    free(u->buf);
+    u->buf = NULL;
+    u->bcap = u->blen = u->boff = 0;
+}
+
 static void on_appended(struct imap_conn *conn, int st, const struct imap_result *res, void *arg)
 {
     struct sync_upload *u = arg;
     struct sync_ctx *c = u->c;
     (void)conn;
-    if (u->r) {
-        repo_maildir_reader_close(u->r);
-        u->r = NULL;
-    }
-    free(u->buf); /* the literal has been sent */
-    u->buf = NULL;
-    u->bcap = u->blen = u->boff = 0;
-    if (st < 0) {
+    ul_release(u); /* the literal has been sent */
+    if (st < 0 && u->retried && (st == OIMAP_ENO || st == OIMAP_EBAD)) {
+        /* This message alone is refused: the others go on (see above). */
+        const char *why = res && res->text && *res->text ? res->text : err_str(st);
+        u->refused = true;
+        log_error("%s: folder %s: the server refused local message %s: %s", c->acct_name,
+                  c->job.remote_name, c->nl->v[u->near_idx].name, why);
+        if (!c->ul_refused++)
+            snprintf(c->ul_refusal, sizeof c->ul_refusal, "%s: %s", c->nl->v[u->near_idx].name,
+                     why);
+    } else if (st < 0) {
         char what[400];
         snprintf(what, sizeof what, "APPEND of local message %s failed",
                  c->nl->v[u->near_idx].name);
         sync_fail_imap(c, st, res, what);
     } else {
-        u->appended = true;
-        if (res->append_uid &&
-            (!res->append_uidvalidity || res->append_uidvalidity == c->fi.uidvalidity))
-            u->uid = res->append_uid;
-        c->ul_done_msgs++;
-        c->ul_bytes_done += u->fsize;
-        log_progress(c->acct_name, c->job.remote_name, c->ul_done_msgs, c->plan->nuploads,
-                     c->ul_bytes_done, c->ul_bytes_total);
-        if (sync_is_machine())
-            sync_event(c, "copyingmessage", "%s\n%s\n%s\n%s", c->nl->v[u->near_idx].name,
-                       c->local_repo, c->job.local_name, c->remote_repo);
+        ul_appended_one(c, u, res->append_uid, res->append_uidvalidity);
     }
     sync_op_end(c);
 }
 
+/* The APPEND of u: the marker header, then the file, pulled by ul_read. */
+static void ul_msg(struct sync_ctx *c, struct sync_upload *u, char *kw, size_t kwcap,
+                   struct imap_append_msg *m)
+{
+    plan_flags_t f = c->plan->uploads[u->pidx].flags;
+    u->hdr_len = (size_t)snprintf(u->hdr, sizeof u->hdr, "%s: %s\r\n", SYNC_TUID_HEADER, u->tuid);
+    sync_imap_keywords(c, f, kw, kwcap);
+    *m = (struct imap_append_msg){
+        .folder = c->job.remote_name,
+        .flags = sync_imap_sys(f),
+        .keywords = kw[0] ? kw : NULL,
+        .internaldate = u->mtime > 0 ? (time_t)u->mtime : 0,
+        .size = u->hdr_len + u->kept + u->extra,
+        .read = ul_read,
+        .read_arg = u,
+    };
+}
+
+static int ul_append_one(struct sync_ctx *c, struct sync_upload *u)
+{
+    char kw[512];
+    struct imap_append_msg m;
+    ul_msg(c, u, kw, sizeof kw, &m);
+    int rc = imap_conn_append(c->job.conn, &m, on_appended, u);
+    if (rc < 0) {
+        sync_fail(c, rc, "APPEND: %s", err_str(rc));
+        return rc;
+    }
+    c->far_changed = true;
+    sync_op_begin(c);
+    return 0;
+}
+
+/* One MULTIAPPEND: c->ul[first, first + n). */
+struct ul_group {
+    struct sync_ctx *c;
+    size_t first, n;
+};
+
+/* Back to before the first byte of u's literal (a refused MULTIAPPEND). */
+static void ul_rewind(struct sync_ctx *c, struct sync_upload *u)
+{
+    const struct config_list *fh = c->job.acct ? &c->job.acct->filterheaders : NULL;
+    ul_release(u);
+    u->hdr_off = 0;
+    u->sent = 0;
+    u->r_started = u->r_eof = u->r_paused = false;
+    u->r_err = 0;
+    u->enc_send = (struct eol_enc){0};
+    hdr_filter_init(&u->hf_send, fh ? (const char *const *)fh->v : NULL, fh ? fh->n : 0);
+}
+
+static void on_multi_appended(struct imap_conn *conn, int st, const struct imap_result *res,
+                              void *arg)
+{
+    struct ul_group *g = arg;
+    struct sync_ctx *c = g->c;
+    struct sync_upload *u = &c->ul[g->first];
+    (void)conn;
+    for (size_t k = 0; k < g->n; k++)
+        ul_release(&u[k]);
+    if (st == 0) {
+        bool map = res->append_uids && res->n_append_uids == g->n;
+        if (!map)
+            LOG_DEBUG(LOGC_SYNC, "%s: MULTIAPPEND of %zu messages: no APPENDUID for each, "
+                      "they are looked up by their " SYNC_TUID_HEADER " header",
+                      c->job.remote_name, g->n);
+        for (size_t k = 0; k < g->n; k++)
+            ul_appended_one(c, &u[k], map ? res->append_uids[k] : 0, res->append_uidvalidity);
+    } else if ((st == OIMAP_ENO || st == OIMAP_EBAD) && c->rc == 0) {
+        /* Nothing of the command was stored (RFC 3502): one refused
+         * message must not hold back the others. */
+        log_warn("%s: folder %s: the server refused %zu messages sent together (%s); sending "
+                 "them one by one",
+                 c->acct_name, c->job.remote_name, g->n,
+                 res && res->text && *res->text ? res->text : err_str(st));
+        for (size_t k = 0; k < g->n && c->rc == 0; k++) {
+            ul_rewind(c, &u[k]);
+            u[k].retried = true;
+            ul_append_one(c, &u[k]);
+        }
+    } else {
+        char what[400];
+        snprintf(what, sizeof what, "APPEND of %zu local messages (%s...) failed", g->n,
+                 c->nl->v[u->near_idx].name);
+        sync_fail_imap(c, st, res, what);
+    }
+    free(g);
+    sync_op_end(c);
+}
+
+static void ul_append_multi(struct sync_ctx *c, size_t first, size_t n)
+{
+    struct ul_group *g = malloc(sizeof *g);
+    struct imap_append_msg *m = calloc(n, sizeof *m);
+    char *kw = malloc(n * 512);
+    int rc = -ENOMEM;
+    if (g && m && kw) {
+        for (size_t k = 0; k < n; k++)
+            ul_msg(c, &c->ul[first + k], kw + k * 512, 512, &m[k]);
+        *g = (struct ul_group){.c = c, .first = first, .n = n};
+        rc = imap_conn_multiappend(c->job.conn, c->job.remote_name, m, n, on_multi_appended, g);
+    }
+    free(m);
+    free(kw);
+    if (rc < 0) {
+        free(g);
+        sync_fail(c, rc, "APPEND: %s", err_str(rc));
+        return;
+    }
+    c->far_changed = true;
+    sync_op_begin(c);
+}
+
+static uint64_t ul_literal_size(const struct sync_upload *u)
+{
+    /* The marker line is "X-OIMAP-TUID: <tuid>\r\n". */
+    return sizeof SYNC_TUID_HEADER + 3 + strlen(u->tuid) + u->kept + u->extra;
+}
+
 static void ul_append_setup(struct sync_ctx *c)
 {
-    const struct plan *p = c->plan;
-    char kw[512];
-    for (size_t i = 0; i < c->nul && c->rc == 0; i++) {
-        struct sync_upload *u = &c->ul[i];
-        plan_flags_t f = p->uploads[u->pidx].flags;
-        u->hdr_len =
-            (size_t)snprintf(u->hdr, sizeof u->hdr, "%s: %s\r\n", SYNC_TUID_HEADER, u->tuid);
-        sync_imap_keywords(c, f, kw, sizeof kw);
-        struct imap_append_msg m = {
-            .folder = c->job.remote_name,
-            .flags = sync_imap_sys(f),
-            .keywords = kw[0] ? kw : NULL,
-            .internaldate = u->mtime > 0 ? (time_t)u->mtime : 0,
-            .size = u->hdr_len + u->kept + u->extra,
-            .read = ul_read,
-        };
-        int rc = imap_conn_append(c->job.conn, &m, on_appended, u);
-        if (rc < 0) {
-            sync_fail(c, rc, "APPEND: %s", err_str(rc));
-            return;
-        }
-        c->far_changed = true;
-        sync_op_begin(c);
+    if (!c->ul_multi) {
+        for (size_t i = 0; i < c->nul && c->rc == 0; i++)
+            if (ul_append_one(c, &c->ul[i]) < 0)
+                return;
+        return;
+    }
+    for (size_t i = 0; i < c->nul && c->rc == 0;) {
+        size_t j = i;
+        uint64_t bytes = 0;
+        while (j < c->nul && j - i < UL_MULTI_MSGS &&
+               (j == i || bytes + ul_literal_size(&c->ul[j]) <= UL_MULTI_BYTES))
+            bytes += ul_literal_size(&c->ul[j++]);
+        if (j - i == 1)
+            ul_append_one(c, &c->ul[i]);
+        else
+            ul_append_multi(c, i, j - i);
+        i = j;
     }
 }
 
@@ -939,7 +1091,7 @@ static void ul_search_next(struct sync_ctx *c)
 {
     while (c->rc == 0 && c->lk_next < c->nul) {
         struct sync_upload *u = &c->ul[c->lk_next++];
-        if (u->uid)
+        if (u->uid || u->refused)
             continue;
         int rc = imap_conn_search_header(c->job.conn, SYNC_TUID_HEADER, u->tuid, on_ul_search, u);
         if (rc < 0)
@@ -959,7 +1111,8 @@ static void ul_search_setup(struct sync_ctx *c)
 static void ul_rename_setup(struct sync_ctx *c)
 {
     for (size_t i = 0; i < c->nul && c->rc == 0; i++)
-        near_set_uid(c, c->ul[i].near_idx, c->ul[i].uid);
+        if (!c->ul[i].refused)
+            near_set_uid(c, c->ul[i].near_idx, c->ul[i].uid);
 }
 
 static void ul_record(struct sync_ctx *c)
@@ -970,6 +1123,8 @@ static void ul_record(struct sync_ctx *c)
         return;
     for (size_t i = 0; rc == 0 && i < c->nul; i++) {
         const struct sync_upload *u = &c->ul[i];
+        if (u->refused)
+            continue; /* its intent stays: see the top of this phase */
         rc = put_rec(c, t, u->uid, u->uid, c->plan->uploads[u->pidx].flags, u->fsize);
         if (rc == 0)
             rc = status_txn_intent_del(t, c->folder_id, u->intent_id);
@@ -1032,13 +1187,18 @@ static void ul_batch(struct sync_ctx *c)
 {
     const struct plan *p = c->plan;
     if (c->ul_next >= p->nuploads) {
-        flags_start(c);
+        if (c->ul_refused)
+            sync_fail(c, OIMAP_ENO, "the server refused %zu local message%s: %s", c->ul_refused,
+                      c->ul_refused == 1 ? "" : "s", c->ul_refusal);
+        else
+            flags_start(c);
         return;
     }
     size_t start = c->ul_next, end = start;
-    uint64_t bytes = 0;
-    while (end < p->nuploads && end - start < UL_BATCH_MSGS &&
-           (end == start || bytes + p->uploads[end].size <= UL_BATCH_BYTES))
+    size_t max_msgs = c->ul_multi ? UL_MULTI_BATCH_MSGS : UL_BATCH_MSGS;
+    uint64_t bytes = 0, max_bytes = c->ul_multi ? UL_MULTI_BATCH_BYTES : UL_BATCH_BYTES;
+    while (end < p->nuploads && end - start < max_msgs &&
+           (end == start || bytes + p->uploads[end].size <= max_bytes))
         bytes += p->uploads[end++].size;
     c->ul = calloc(end - start, sizeof *c->ul);
     if (!c->ul) {
@@ -1063,6 +1223,7 @@ static void uploads_start(struct sync_ctx *c)
 {
     for (size_t i = 0; i < c->plan->nuploads; i++)
         c->ul_bytes_total += c->plan->uploads[i].size;
+    c->ul_multi = imap_conn_has(c->job.conn, "MULTIAPPEND");
     ul_batch(c);
 }
 

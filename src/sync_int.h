@@ -26,6 +26,19 @@
 #define DL_BATCHES_IN_FLIGHT 2     /* one fetching, one being made durable */
 #define UL_BATCH_MSGS 64           /* APPENDs per upload batch */
 #define UL_BATCH_BYTES (16u << 20)
+/* With MULTIAPPEND (RFC 3502) a batch goes in a few commands, each saved
+ * by the server in one transaction: at most UL_MULTI_MSGS messages and
+ * UL_MULTI_BYTES of literals per command (a single larger message goes
+ * alone).  100 messages make Dovecot's fsyncs per message negligible and
+ * keep the APPENDUID set short; 8 MiB bounds what one refusal (all or
+ * nothing) throws away and sends again one by one, and the time the
+ * command's tagged answer takes on a slow uplink (~1 minute at 1 Mbit/s,
+ * well inside servers' 30-minute command timeouts).  A batch holds two
+ * such commands, pipelined, as the single APPENDs are. */
+#define UL_MULTI_MSGS 100
+#define UL_MULTI_BYTES (8u << 20)
+#define UL_MULTI_BATCH_MSGS (2 * UL_MULTI_MSGS)
+#define UL_MULTI_BATCH_BYTES (2 * UL_MULTI_BYTES)
 #define UL_COUNT_PAR 4  /* files of an upload batch stat()ed and counted at once */
 #define UIDSET_MAX 4000 /* bytes of one UID set on a command line */
 #define READ_BUF (256u << 10)
@@ -108,6 +121,9 @@ struct sync_ctx {
     uint64_t dl_bytes_total, dl_bytes_done;
     size_t ul_next, ul_done_msgs, ul_stat_next;
     uint64_t ul_bytes_total, ul_bytes_done;
+    bool ul_multi;      /* the server offers MULTIAPPEND: batches go in few commands */
+    size_t ul_refused;  /* messages the server refused one by one (see on_appended) */
+    char ul_refusal[400]; /* the first of them, for the folder's error */
     struct sync_upload *ul; /* the current upload batch */
     size_t nul;
     uint32_t *tmp_uids;
