@@ -187,6 +187,9 @@ struct res {
     char msg[600];
     int done_st;
     uint32_t append_uid;
+    uint32_t append_uids[8];
+    size_t n_append_uids;
+    char done_text[200];
     unsigned n_unsolicited, exists;
 };
 static struct res R;
@@ -230,6 +233,10 @@ static void on_done(struct imap_conn *c, int st, const struct imap_result *r, vo
     R.done = true;
     R.done_st = st;
     R.append_uid = r->append_uid;
+    R.n_append_uids = r->n_append_uids;
+    for (size_t i = 0; i < r->n_append_uids && i < 8; i++)
+        R.append_uids[i] = r->append_uids[i];
+    snprintf(R.done_text, sizeof R.done_text, "%s", r->text ? r->text : "");
 }
 
 static struct imap_conn_config cfg_plain(const char *user, const char *pass)
@@ -464,6 +471,154 @@ static void test_literals(bool literal_plus)
     is_int(R.append_uid, 42, "APPENDUID read");
     ok(strstr(F.in, "APPEND \"INBOX\" (\\Seen \\Flagged) ") != NULL, "flags sent");
     ok(strstr(F.in, "body\r\n\r\n") != NULL, "literal then CRLF");
+    imap_conn_close(&c);
+    run_for(20);
+    fake_stop();
+}
+
+/* ---- 3b. MULTIAPPEND: literals in turn, APPENDUID set, early refusals ---- */
+
+/* f->step: 0 idle, 1 in an APPEND (LITERAL+), 2 waiting for the test's '+'
+ * or refusal; f->n_tags counts the literals announced.  mode 'n': refuse
+ * (NO) as soon as the command line arrives, before any literal data. */
+static char multi_mode;
+
+static void multi_server(struct fake *f, const char *line)
+{
+    if (strstr(line, " LOGIN ")) {
+        fsend(f, "%s OK in\r\n", tag(line));
+        return;
+    }
+    if (strstr(line, " NOOP")) {
+        fsend(f, "%s OK noop\r\n", tag(line));
+        return;
+    }
+    const char *lb = strrchr(line, '{');
+    if (!f->step && strstr(line, " APPEND ")) {
+        snprintf(f->tags[0], 16, "%s", tag(line));
+        f->n_tags = 0;
+        f->step = 1;
+        if (multi_mode == 'n')
+            fsend(f, "%s NO [LIMIT] too big\r\n", f->tags[0]);
+    }
+    if (f->step && lb) {
+        f->n_tags++;
+        f->lit_skip = strtoul(lb + 1, NULL, 10);
+        f->step = strstr(lb, "+}") ? 1 : 2;
+        return;
+    }
+    if (f->step && line[0] == 0) { /* the end of the command */
+        if (multi_mode != 'n')
+            fsend(f, "%s OK [APPENDUID 7 10:11,14] appended\r\n", f->tags[0]);
+        f->step = 0;
+    }
+}
+
+struct src {
+    const char *p;
+    size_t len, off;
+    bool hold; /* nothing available yet */
+    int calls_after_end;
+};
+
+static ssize_t src_read(void *arg, char *buf, size_t cap)
+{
+    struct src *s = arg;
+    if (s->hold)
+        return 0;
+    if (s->off == s->len) {
+        s->calls_after_end++;
+        return 0;
+    }
+    size_t n = s->len - s->off < cap ? s->len - s->off : cap;
+    memcpy(buf, s->p + s->off, n);
+    s->off += n;
+    return (ssize_t)n;
+}
+
+static const char M1[] = "Subject: one\r\n\r\nfirst\r\n";
+static const char M2[] = "Subject: two\r\n\r\nsecond\r\n";
+static const char M3[] = "Subject: three\r\n\r\nthird\r\n";
+
+/* mode: 'p' LITERAL+, 's' synchronizing, 'n' LITERAL+ refused at once
+ * while the first literal is not readable yet, 'r' synchronizing, refused
+ * at the second literal. */
+static void test_multiappend(char mode)
+{
+    bool lp = mode == 'p' || mode == 'n';
+    multi_mode = mode;
+    fake_start(lp ? "* OK [CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND] hi\r\n"
+                  : "* OK [CAPABILITY IMAP4rev1 MULTIAPPEND] hi\r\n",
+               multi_server);
+    memset(&R, 0, sizeof R);
+    struct imap_conn_config cf = cfg_plain("alice", "pw");
+    struct imap_conn *c = NULL;
+    imap_conn_open(loop, &cf, &handlers, on_open, NULL, &c);
+    run_until(&R.opened, 3000);
+    struct src s[3] = {{M1, sizeof M1 - 1, 0, mode == 'n', 0},
+                       {M2, sizeof M2 - 1, 0, false, 0},
+                       {M3, sizeof M3 - 1, 0, false, 0}};
+    struct imap_append_msg m[3] = {
+        {.flags = IMAP_FLAG_SEEN, .size = s[0].len, .read = src_read, .read_arg = &s[0]},
+        {.keywords = "$Junk", .internaldate = 837571465, .size = s[1].len, .read = src_read,
+         .read_arg = &s[1]},
+        {.size = s[2].len, .read = src_read, .read_arg = &s[2]},
+    };
+    is_int(imap_conn_multiappend(c, "INBOX", m, 3, on_done, NULL), 0, "multiappend submitted");
+    is_int(imap_conn_multiappend(c, "INBOX", m, 0, on_done, NULL), UV_EINVAL, "0 messages");
+    run_for(150);
+    if (mode == 'p') {
+        ok(strstr(F.in, "APPEND \"INBOX\" (\\Seen) {23+}\r\nSubject: one\r\n\r\nfirst\r\n "
+                        "($Junk) \"17-Jul-1996 02:44:25 +0000\" {24+}\r\nSubject: two") != NULL,
+           "LITERAL+: one command, options before each literal");
+        ok(strstr(F.in, "second\r\n {25+}\r\nSubject: three\r\n\r\nthird\r\n\r\n") != NULL,
+           "LITERAL+: the last literal, then CRLF");
+    } else if (mode == 's' || mode == 'r') {
+        ok(strstr(F.in, "(\\Seen) {23}\r\n") != NULL && !strstr(F.in, "Subject"),
+           "synchronizing: nothing before '+'");
+        fsend(&F, "+ go\r\n");
+        run_for(100);
+        ok(strstr(F.in, "first\r\n ($Junk) \"17-Jul-1996 02:44:25 +0000\" {24}\r\n") != NULL &&
+               !strstr(F.in, "Subject: two"),
+           "synchronizing: the second literal waits for its '+'");
+        if (mode == 'r') {
+            fsend(&F, "%s NO [LIMIT] second one too big\r\n", F.tags[0]);
+            F.step = 0;
+            F.lit_skip = 0; /* refused: the literal will not come */
+        } else {
+            fsend(&F, "+ go\r\n");
+            run_for(100);
+            ok(!strstr(F.in, "Subject: three"), "synchronizing: the third waits too");
+            fsend(&F, "+ go\r\n");
+        }
+    } else { /* 'n': refused before the first byte of data could be read */
+        run_until(&R.done, 200);
+        ok(!R.done, "an early NO is held until the literals are sent");
+        s[0].hold = false;
+        imap_conn_append_ready(c);
+    }
+    ok(run_until(&R.done, 3000), "multiappend completes");
+    if (mode == 'p' || mode == 's') {
+        is_int(R.done_st, 0, "multiappend OK");
+        is_int((int)R.n_append_uids, 3, "APPENDUID: one UID per message");
+        ok(R.append_uids[0] == 10 && R.append_uids[1] == 11 && R.append_uids[2] == 14,
+           "APPENDUID: in order");
+    } else {
+        is_int(R.done_st, OIMAP_ENO, "multiappend refused");
+        ok(strstr(R.done_text, "too big") != NULL, "the server's text");
+        is_int((int)R.n_append_uids, 0, "no UIDs");
+        if (mode == 'n')
+            ok(strstr(F.in, "third\r\n\r\n") != NULL,
+               "the non-synchronizing literals were all sent");
+        else
+            ok(!strstr(F.in, "Subject: two"), "the refused literal was not sent");
+    }
+    for (int i = 0; i < 3; i++)
+        is_int(s[i].calls_after_end, 0, "no read after the literal's end (%d)", i);
+    ok(!R.errored, "the connection is fine");
+    R.done = false;
+    is_int(imap_conn_noop(c, on_done, NULL), 0, "another command");
+    ok(run_until(&R.done, 3000) && R.done_st == 0, "... answered");
     imap_conn_close(&c);
     run_for(20);
     fake_stop();
@@ -916,6 +1071,10 @@ int main(void)
     test_pipelining();
     test_literals(false);
     test_literals(true);
+    test_multiappend('p');
+    test_multiappend('s');
+    test_multiappend('n');
+    test_multiappend('r');
     test_starttls_injection();
     test_starttls_missing("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n",
                           "does not offer STARTTLS", "STARTTLS not offered");

@@ -841,6 +841,30 @@ static void test_helpers(void)
            i == 0 ? "is empty" : "is refused");
     }
 
+    /* APPENDUID uid-sets after MULTIAPPEND: mapped by position, so strict. */
+    {
+        uint32_t u[8];
+        size_t nu = 99;
+        is_int(imap_uidset_expand("3:5,9", 5, u, 8, &nu), 0, "uidset 3:5,9");
+        ok(nu == 4 && u[0] == 3 && u[1] == 4 && u[2] == 5 && u[3] == 9, "uidset order");
+        is_int(imap_uidset_expand("7", 1, u, 1, &nu), 0, "uidset single");
+        ok(nu == 1 && u[0] == 7, "uidset single value");
+        is_int(imap_uidset_expand("1:8", 3, u, 8, &nu), 0, "uidset range to the cap");
+        ok(nu == 8 && u[7] == 8, "uidset 8 UIDs");
+        is_int(imap_uidset_expand("1:9", 3, u, 8, &nu), OIMAP_ETOOBIG, "uidset over the cap");
+        is_int((int)nu, 0, "uidset over the cap: no count");
+        is_int(imap_uidset_expand("1:4294967295", 12, u, 8, &nu), OIMAP_EPROTO,
+               "uidset up to 2^32-1 is '*'");
+        const char *bad[] = {"",     "5:3", "9,4",  "4,4", "3:5,5", "*",  "1:*",
+                             "0",    "1,",  ",1",   "1 2", "1::2", "a",  "4294967296"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+            nu = 99;
+            is_int(imap_uidset_expand(bad[i], strlen(bad[i]), u, 8, &nu), OIMAP_EPROTO,
+                   "uidset '%s' refused", bad[i]);
+            is_int((int)nu, 0, "uidset '%s': no count", bad[i]);
+        }
+    }
+
     pos = 0;
     got[0] = '\0';
     while (imap_words_next("  IMAP4rev1  IDLE AUTH=PLAIN ", 29, &pos, &w, &wl))
