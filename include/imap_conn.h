@@ -414,9 +414,8 @@ int imap_conn_append(struct imap_conn *c, const struct imap_append_msg *m, imap_
  * appended (res->append_uids maps them to UIDs when it can), OIMAP_ENO or
  * OIMAP_EBAD means none was.  The m array itself may go after the call. */
 #define IMAP_MULTIAPPEND_MAX 1000u
-int imap_conn_multiappend(struct imap_conn *c, const char *folder,
-                          const struct imap_append_msg *m, size_t n, imap_done_cb done,
-                          void *arg);
+int imap_conn_multiappend(struct imap_conn *c, const char *folder, const struct imap_append_msg *m,
+                          size_t n, imap_done_cb done, void *arg);
 void imap_conn_append_ready(struct imap_conn *c);
 
 /* UID STORE uidset +FLAGS.SILENT / -FLAGS.SILENT (flags keywords). */

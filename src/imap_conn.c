@@ -27,7 +27,7 @@
 #include "tls.h"
 #include "zstream.h"
 
-#define MAX_PARTS 12 /* of an ordinary command; a MULTIAPPEND has 2 per message */
+#define MAX_PARTS 12                   /* of an ordinary command; a MULTIAPPEND has 2 per message */
 #define WRITE_WATERMARK (256u * 1024u) /* stop writing above this many queued bytes */
 #define WRITE_CHUNK (64u * 1024u)
 #define NONSYNC_MAX (1024u * 1024u) /* LITERAL+ up to this size, else wait for '+' */
@@ -71,8 +71,8 @@ struct cmd {
     uint32_t tag;
     enum cmd_kind kind;
     bool started, written, barrier, got_cont;
-    bool answered;    /* APPEND: refused before it was sent completely (see answer_early) */
-    int ans_st;       /* ... its status */
+    bool answered;          /* APPEND: refused before it was sent completely (see answer_early) */
+    int ans_st;             /* ... its status */
     struct imap_result ans; /* ... its result, strings in ans_buf */
     char *ans_buf;
     unsigned n_parts, part_idx;
@@ -1489,7 +1489,8 @@ static int answer_early(struct imap_conn *c, struct cmd *cmd, const struct imap_
     while (stop < cmd->n_parts && !cmd->parts[stop].wait)
         stop++;
     cmd->n_parts = stop;
-    LOG_DEBUG(LOGC_IMAP, "%s: A%u was refused while being sent: sending the rest of its "
+    LOG_DEBUG(LOGC_IMAP,
+              "%s: A%u was refused while being sent: sending the rest of its "
               "non-synchronizing literals",
               c->cfg->host, cmd->tag);
     schedule_pump(c);
@@ -1561,8 +1562,8 @@ static int on_tagged(struct imap_conn *c, const struct imap_response *r)
                  * Any other count: no UIDs (the caller searches). */
                 size_t n = cmd->u.app.n_msgs, got = 0;
                 append_uids = malloc(n * sizeof *append_uids);
-                if (append_uids &&
-                    imap_uidset_expand(set, setlen, append_uids, n, &got) == 0 && got == n) {
+                if (append_uids && imap_uidset_expand(set, setlen, append_uids, n, &got) == 0 &&
+                    got == n) {
                     res.append_uids = append_uids;
                     res.n_append_uids = n;
                 } else {
@@ -2564,9 +2565,8 @@ int imap_conn_append(struct imap_conn *c, const struct imap_append_msg *m, imap_
     return submit(c, &b, cmd);
 }
 
-int imap_conn_multiappend(struct imap_conn *c, const char *folder,
-                          const struct imap_append_msg *m, size_t n, imap_done_cb done,
-                          void *arg)
+int imap_conn_multiappend(struct imap_conn *c, const char *folder, const struct imap_append_msg *m,
+                          size_t n, imap_done_cb done, void *arg)
 {
     int rc = usable(c);
     if (rc < 0)

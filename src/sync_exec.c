@@ -878,8 +878,8 @@ static void ul_appended_one(struct sync_ctx *c, struct sync_upload *u, uint32_t 
     log_progress(c->acct_name, c->job.remote_name, c->ul_done_msgs, c->plan->nuploads,
                  c->ul_bytes_done, c->ul_bytes_total);
     if (sync_is_machine())
-        sync_event(c, "copyingmessage", "%s\n%s\n%s\n%s", c->nl->v[u->near_idx].name,
-                   c->local_repo, c->job.local_name, c->remote_repo);
+        sync_event(c, "copyingmessage", "%s\n%s\n%s\n%s", c->nl->v[u->near_idx].name, c->local_repo,
+                   c->job.local_name, c->remote_repo);
 }
 
 /* The literal of u is sent (or will never be): free its reader and buffer. */
@@ -984,7 +984,8 @@ static void on_multi_appended(struct imap_conn *conn, int st, const struct imap_
     if (st == 0) {
         bool map = res->append_uids && res->n_append_uids == g->n;
         if (!map)
-            LOG_DEBUG(LOGC_SYNC, "%s: MULTIAPPEND of %zu messages: no APPENDUID for each, "
+            LOG_DEBUG(LOGC_SYNC,
+                      "%s: MULTIAPPEND of %zu messages: no APPENDUID for each, "
                       "they are looked up by their " SYNC_TUID_HEADER " header",
                       c->job.remote_name, g->n);
         for (size_t k = 0; k < g->n; k++)

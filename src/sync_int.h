@@ -121,9 +121,9 @@ struct sync_ctx {
     uint64_t dl_bytes_total, dl_bytes_done;
     size_t ul_next, ul_done_msgs, ul_stat_next;
     uint64_t ul_bytes_total, ul_bytes_done;
-    bool ul_multi;      /* the server offers MULTIAPPEND: batches go in few commands */
-    size_t ul_refused;  /* messages the server refused one by one (see on_appended) */
-    char ul_refusal[400]; /* the first of them, for the folder's error */
+    bool ul_multi;          /* the server offers MULTIAPPEND: batches go in few commands */
+    size_t ul_refused;      /* messages the server refused one by one (see on_appended) */
+    char ul_refusal[400];   /* the first of them, for the folder's error */
     struct sync_upload *ul; /* the current upload batch */
     size_t nul;
     uint32_t *tmp_uids;

@@ -560,7 +560,10 @@ static void test_multiappend(char mode)
                        {M3, sizeof M3 - 1, 0, false, 0}};
     struct imap_append_msg m[3] = {
         {.flags = IMAP_FLAG_SEEN, .size = s[0].len, .read = src_read, .read_arg = &s[0]},
-        {.keywords = "$Junk", .internaldate = 837571465, .size = s[1].len, .read = src_read,
+        {.keywords = "$Junk",
+         .internaldate = 837571465,
+         .size = s[1].len,
+         .read = src_read,
          .read_arg = &s[1]},
         {.size = s[2].len, .read = src_read, .read_arg = &s[2]},
     };

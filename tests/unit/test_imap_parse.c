@@ -855,8 +855,8 @@ static void test_helpers(void)
         is_int((int)nu, 0, "uidset over the cap: no count");
         is_int(imap_uidset_expand("1:4294967295", 12, u, 8, &nu), OIMAP_EPROTO,
                "uidset up to 2^32-1 is '*'");
-        const char *bad[] = {"",     "5:3", "9,4",  "4,4", "3:5,5", "*",  "1:*",
-                             "0",    "1,",  ",1",   "1 2", "1::2", "a",  "4294967296"};
+        const char *bad[] = {"",  "5:3", "9,4", "4,4", "3:5,5", "*", "1:*",
+                             "0", "1,",  ",1",  "1 2", "1::2",  "a", "4294967296"};
         for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
             nu = 99;
             is_int(imap_uidset_expand(bad[i], strlen(bad[i]), u, 8, &nu), OIMAP_EPROTO,
