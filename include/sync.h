@@ -20,10 +20,13 @@
  *   5. otherwise executes it in plan.h's order ("Executing a plan"), in
  *      batches: downloads are pipelined UID FETCHes streamed into Maildir
  *      writers and made durable per batch (one fsync barrier, then one status
- *      commit); uploads are APPENDs (MULTIAPPEND when offered) carrying an
- *      X-OIMAP-TUID marker, with the intent committed before and the pairing
- *      after; flag changes are grouped UID STOREs and Maildir renames;
- *      deletions are STORE \Deleted + UID EXPUNGE and unlinks;
+ *      commit); uploads are pipelined APPENDs, or, when the server offers
+ *      MULTIAPPEND (RFC 3502), a few APPENDs of up to 100 messages / 8 MiB
+ *      each (a refused one resent one message at a time), every message
+ *      streamed from its file with an X-OIMAP-TUID marker, the intents
+ *      committed before and the pairings after (sync_exec.c); flag
+ *      changes are grouped UID STOREs and Maildir renames; deletions are
+ *      STORE \Deleted + UID EXPUNGE and unlinks;
  *   6. reports a summary (struct sync_result) through the callback.
  *
  * The crash-safety argument is plan.h's; sync.c keeps the order of effects
