@@ -148,6 +148,10 @@ class TestMultiappend(util.DovecotTestCase):
                 p.wait(5)
         print('killed %d of 8 runs' % killed, file=sys.stderr)
         self.assertGreater(killed, 0)
+        with self.dv.session(user) as s:
+            got = [len(s.fetch_all(f)) for f in ('INBOX', 'Lists/dev')]
+        print('on the server after the kills: %s of 400, 300' % got, file=sys.stderr)
+        self.assertGreater(sum(got), 0, 'no kill came after an upload')
         r = sync(conf)
         self.assertEqual(r.rc, 0, r.stdout + r.stderr)
         for f, k in (('INBOX', 400), ('Lists/dev', 300)):
