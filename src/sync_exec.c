@@ -635,8 +635,9 @@ static void downloads_start(struct sync_ctx *c)
  * marker exactly as after single APPENDs.  APPENDUID's UIDs are mapped to
  * the messages by position only when the set names exactly one ascending
  * UID per message (imap_uidset_expand()); otherwise each message is found
- * by its marker.  A refused MULTIAPPEND stored nothing: its messages are
- * sent again one by one, and a message the server then refuses is left
+ * by its marker.  A refused MULTIAPPEND stored nothing (RFC 3502; each
+ * marker is still searched for first, in case a server stored some): its
+ * messages are sent again one by one, and a message the server then refuses is left
  * with its intent (the next run looks it up, finds it absent and tries
  * again) while the others are recorded; the folder fails once the uploads
  * are done, naming it. -- */
@@ -659,6 +660,7 @@ struct sync_upload {
     bool appended;
     bool retried; /* sent alone after a refused MULTIAPPEND */
     bool refused; /* ... and refused again: not recorded, intent kept */
+    bool rs_due;  /* in a refused MULTIAPPEND: its marker is to be searched */
     /* streaming */
     struct repo_maildir_reader *r;
     bool r_started, r_eof, r_paused;
@@ -972,6 +974,64 @@ static void ul_rewind(struct sync_ctx *c, struct sync_upload *u)
     hdr_filter_init(&u->hf_send, fh ? (const char *const *)fh->v : NULL, fh ? fh->n : 0);
 }
 
+/* Before a message of a refused MULTIAPPEND is sent again alone, its marker
+ * is looked up: RFC 3502 says a refused command stored nothing, but a server
+ * that stored part of it anyway must not get a second copy.  One search at
+ * a time: the untagged answers of pipelined SEARCHes cannot be told apart.
+ * The APPENDs sent meanwhile carry other markers. */
+static void on_refused_search(struct imap_conn *conn, int st, const struct imap_result *res,
+                              void *arg);
+
+static void ul_refused_search_next(struct sync_ctx *c)
+{
+    if (c->ul_rs_busy)
+        return;
+    for (size_t i = 0; i < c->nul && c->rc == 0; i++) {
+        struct sync_upload *u = &c->ul[i];
+        if (!u->rs_due)
+            continue;
+        u->rs_due = false;
+        int rc =
+            imap_conn_search_header(c->job.conn, SYNC_TUID_HEADER, u->tuid, on_refused_search, u);
+        if (rc < 0) {
+            sync_fail(c, rc, "UID SEARCH: %s", err_str(rc));
+            return;
+        }
+        c->ul_rs_busy = true;
+        sync_op_begin(c);
+        return;
+    }
+}
+
+static void on_refused_search(struct imap_conn *conn, int st, const struct imap_result *res,
+                              void *arg)
+{
+    struct sync_upload *u = arg;
+    struct sync_ctx *c = u->c;
+    (void)conn;
+    c->ul_rs_busy = false;
+    if (st < 0) {
+        sync_fail_imap(c, st, res, "UID SEARCH for a local message of a refused APPEND failed");
+    } else if (c->rc == 0) {
+        uint32_t uid = 0;
+        for (size_t i = 0; i < res->n_uids; i++)
+            if (res->uids[i] > uid)
+                uid = res->uids[i];
+        if (uid) {
+            log_warn("%s: folder %s: local message %s was stored although its APPEND was "
+                     "refused; it is not sent again",
+                     c->acct_name, c->job.remote_name, c->nl->v[u->near_idx].name);
+            ul_appended_one(c, u, uid, 0);
+        } else {
+            ul_rewind(c, u);
+            u->retried = true;
+            ul_append_one(c, u);
+        }
+        ul_refused_search_next(c);
+    }
+    sync_op_end(c);
+}
+
 static void on_multi_appended(struct imap_conn *conn, int st, const struct imap_result *res,
                               void *arg)
 {
@@ -997,11 +1057,9 @@ static void on_multi_appended(struct imap_conn *conn, int st, const struct imap_
                  "them one by one",
                  c->acct_name, c->job.remote_name, g->n,
                  res && res->text && *res->text ? res->text : err_str(st));
-        for (size_t k = 0; k < g->n && c->rc == 0; k++) {
-            ul_rewind(c, &u[k]);
-            u[k].retried = true;
-            ul_append_one(c, &u[k]);
-        }
+        for (size_t k = 0; k < g->n; k++)
+            u[k].rs_due = true;
+        ul_refused_search_next(c);
     } else {
         char what[400];
         snprintf(what, sizeof what, "APPEND of %zu local messages (%s...) failed", g->n,

@@ -124,6 +124,7 @@ struct sync_ctx {
     bool ul_multi;          /* the server offers MULTIAPPEND: batches go in few commands */
     size_t ul_refused;      /* messages the server refused one by one (see on_appended) */
     char ul_refusal[400];   /* the first of them, for the folder's error */
+    bool ul_rs_busy;        /* a refused message's marker search is in flight */
     struct sync_upload *ul; /* the current upload batch */
     size_t nul;
     uint32_t *tmp_uids;

@@ -7,6 +7,8 @@
   messages (so this fails if batching silently stops);
 - the same without UIDPLUS (UIDs found by the marker header) and without
   LITERAL+ (each literal waits for the server's '+');
+- a MULTIAPPEND answered NO although stored (a rewriting proxy): each
+  message is found by its marker before a resend, none stored twice;
 - a batch holding one message the server refuses (quota_max_mail_size):
   the others are uploaded and recorded, the refused one is named and the
   run fails; a rerun refuses it again and duplicates nothing;
@@ -137,21 +139,35 @@ class TestMultiappend(util.DovecotTestCase):
         seed = int(os.environ.get('OIMAP_CRASH_SEED', str(int(time.time()) % 100000)))
         print('seed %d' % seed, file=sys.stderr)
         rng = random.Random(seed)
-        killed = 0
+        # Eight kills: the even ones at a random time (possibly before
+        # anything is sent), the odd ones just after the server's message
+        # count grew (polled with STATUS), so that kills surely land while
+        # the upload is under way, however slowly a loaded machine starts.
+        def on_server():
+            return sum(self.dv.status(user, f)['messages'] for f in ('INBOX', 'Lists/dev'))
+
+        killed, mid, got = 0, 0, 0
         for k in range(8):
             p = util.start_oimap(['-o', '-u', 'basic'], config_text=conf)
-            time.sleep(rng.uniform(0.05, 0.5))
-            if p.poll() is None:
-                p.kill()
-                killed += 1
+            if k % 2:
+                deadline = time.monotonic() + 60
+                while (p.poll() is None and on_server() == got
+                       and time.monotonic() < deadline):
+                    time.sleep(0.02)
+                time.sleep(rng.uniform(0, 0.1))
             else:
+                time.sleep(rng.uniform(0.05, 0.5))
+            if p.poll() is not None:
                 p.wait(5)
-        print('killed %d of 8 runs' % killed, file=sys.stderr)
-        self.assertGreater(killed, 0)
-        with self.dv.session(user) as s:
-            got = [len(s.fetch_all(f)) for f in ('INBOX', 'Lists/dev')]
-        print('on the server after the kills: %s of 400, 300' % got, file=sys.stderr)
-        self.assertGreater(sum(got), 0, 'no kill came after an upload')
+                break  # it finished: everything is uploaded
+            p.kill()
+            p.wait(5)
+            killed += 1
+            got = on_server()
+            mid += 0 < got < 700
+        print('killed %d runs, %d during the upload; %d of 700 on the server after the '
+              'kills' % (killed, mid, got), file=sys.stderr)
+        self.assertGreater(mid, 0, 'no kill came during the upload')
         r = sync(conf)
         self.assertEqual(r.rc, 0, r.stdout + r.stderr)
         for f, k in (('INBOX', 400), ('Lists/dev', 300)):
@@ -298,6 +314,54 @@ class TestMultiappendSpoiledUids(util.DovecotTestCase):
         self.assertEqual(searches, n, "\n".join(l[:200] for l in out.splitlines() if "APPEND" in l)[-3000:])
         all_have_uid(self, root, ('INBOX',))
         assert_same(self, self.dv, 's1', root, folders=('INBOX',))
+        r = sync(conf)
+        self.assertEqual(r.rc, 0, r.stdout + r.stderr)
+        self.assertEqual(summaries(r.stdout + r.stderr), {}, r.stdout + r.stderr)
+
+
+class RefusalForger:
+    """For faultproxy: the first MULTIAPPEND's tagged OK becomes a NO, so
+    the server has stored messages that oimap is told were refused (a
+    server breaking RFC 3502's all-or-nothing rule looks like this)."""
+
+    def __init__(self, conn):
+        self.tag = None
+        self.forged = 0
+
+    def on_command(self, unit):
+        line = unit.split(b'\r\n', 1)[0]
+        if self.tag is None and b' APPEND ' in line[:40] and unit.count(b'}\r\n') > 1:
+            self.tag = line.split(b' ', 1)[0]
+        return unit
+
+    def on_response(self, unit):
+        if self.tag and not self.forged and unit.startswith(self.tag + b' OK'):
+            self.forged += 1
+            return self.tag + b' NO [LIMIT] refused by the test proxy\r\n'
+        return unit
+
+
+class TestMultiappendForgedRefusal(util.DovecotTestCase):
+    """A MULTIAPPEND answered NO although the server stored it: before its
+    messages are sent again one by one each is searched for by its marker,
+    found, and not sent twice."""
+    dovecot_args = {'users': {'f1': 'pw-f1'}}
+
+    def test_no_duplicate_after_forged_no(self):
+        from faultproxy import FaultProxy
+        root, conf = prepare(self, 'f1', folders=('INBOX',))
+        n = add_local(root, {'INBOX': 30}, seed=9)
+        with FaultProxy(self.dv.host, self.dv.port, rewriter=RefusalForger) as px:
+            conf2 = make_config(self.dv, root, 'f1', remote={'remoteport': px.port})
+            r = sync(conf2, '-d', 'imap')
+        out = r.stdout + r.stderr
+        self.assertEqual(r.rc, 0, out[-3000:])
+        self.assertIn('sending them one by one', out)
+        self.assertEqual(out.count('was stored although its APPEND was refused'), n, out[-3000:])
+        _, in_multi, nmulti = append_stats(out)
+        self.assertEqual((nmulti, in_multi), (1, n), out[-3000:])
+        all_have_uid(self, root, ('INBOX',))
+        assert_same(self, self.dv, 'f1', root, folders=('INBOX',))
         r = sync(conf)
         self.assertEqual(r.rc, 0, r.stdout + r.stderr)
         self.assertEqual(summaries(r.stdout + r.stderr), {}, r.stdout + r.stderr)
