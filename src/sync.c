@@ -376,7 +376,15 @@ static void finish(struct sync_ctx *c)
     if (c->finished)
         return;
     c->finished = true;
-    if (c->rc == 0 && c->guard_rc < 0) {
+    if (c->rc == 0 && c->ul_refused) {
+        /* uploads the server refused (sync_exec.c): all else is done; a
+         * mass-deletion guard's message goes out on a line of its own */
+        c->rc = OIMAP_ENO;
+        snprintf(c->res.error, sizeof c->res.error, "the server refused %zu local message%s: %s",
+                 c->ul_refused, c->ul_refused == 1 ? "" : "s", c->ul_refusal);
+        if (c->guard_rc < 0)
+            log_error("%s: folder %s: %s", c->acct_name, c->job.remote_name, c->guard_msg);
+    } else if (c->rc == 0 && c->guard_rc < 0) {
         c->rc = c->guard_rc;
         snprintf(c->res.error, sizeof c->res.error, "%s", c->guard_msg);
     }

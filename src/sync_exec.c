@@ -637,10 +637,12 @@ static void downloads_start(struct sync_ctx *c)
  * UID per message (imap_uidset_expand()); otherwise each message is found
  * by its marker.  A refused MULTIAPPEND stored nothing (RFC 3502; each
  * marker is still searched for first, in case a server stored some): its
- * messages are sent again one by one, and a message the server then refuses is left
- * with its intent (the next run looks it up, finds it absent and tries
- * again) while the others are recorded; the folder fails once the uploads
- * are done, naming it. -- */
+ * messages are sent again one by one.  A message the server refuses (a
+ * single APPEND answered NO or BAD, or one sent alone after a refused
+ * MULTIAPPEND) is left with its intent (the next run looks it up, finds it
+ * absent and tries again) while the others are recorded, and the folder
+ * carries on with flags and deletions, as offlineimap does; it fails at
+ * its end, naming the message, so the run exits non-zero. -- */
 
 struct sync_upload {
     struct sync_ctx *c;
@@ -902,12 +904,14 @@ static void on_appended(struct imap_conn *conn, int st, const struct imap_result
     struct sync_ctx *c = u->c;
     (void)conn;
     ul_release(u); /* the literal has been sent */
-    if (st < 0 && u->retried && (st == OIMAP_ENO || st == OIMAP_EBAD)) {
-        /* This message alone is refused: the others go on (see above). */
+    if (st < 0 && (st == OIMAP_ENO || st == OIMAP_EBAD)) {
+        /* This message alone is refused: the others go on (see above).
+         * A few lines name messages; the folder's error counts them all. */
         const char *why = res && res->text && *res->text ? res->text : err_str(st);
         u->refused = true;
-        log_error("%s: folder %s: the server refused local message %s: %s", c->acct_name,
-                  c->job.remote_name, c->nl->v[u->near_idx].name, why);
+        if (c->ul_refused < UL_REFUSALS_LOGGED)
+            log_error("%s: folder %s: the server refused local message %s: %s", c->acct_name,
+                      c->job.remote_name, c->nl->v[u->near_idx].name, why);
         if (!c->ul_refused++)
             snprintf(c->ul_refusal, sizeof c->ul_refusal, "%s: %s", c->nl->v[u->near_idx].name,
                      why);
@@ -1246,11 +1250,9 @@ static void ul_batch(struct sync_ctx *c)
 {
     const struct plan *p = c->plan;
     if (c->ul_next >= p->nuploads) {
-        if (c->ul_refused)
-            sync_fail(c, OIMAP_ENO, "the server refused %zu local message%s: %s", c->ul_refused,
-                      c->ul_refused == 1 ? "" : "s", c->ul_refusal);
-        else
-            flags_start(c);
+        /* Refused messages (c->ul_refused) fail the folder at its end
+         * (finish()): flags and deletions of the others still go through. */
+        flags_start(c);
         return;
     }
     size_t start = c->ul_next, end = start;

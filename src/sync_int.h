@@ -35,6 +35,7 @@
  * command's tagged answer takes on a slow uplink (~1 minute at 1 Mbit/s,
  * well inside servers' 30-minute command timeouts).  A batch holds two
  * such commands, pipelined, as the single APPENDs are. */
+#define UL_REFUSALS_LOGGED 10 /* refused uploads named one by one per folder */
 #define UL_MULTI_MSGS 100
 #define UL_MULTI_BYTES (8u << 20)
 #define UL_MULTI_BATCH_MSGS (2 * UL_MULTI_MSGS)

@@ -179,17 +179,23 @@ class TestMultiappend(util.DovecotTestCase):
         self.assertEqual(summaries(r.stdout + r.stderr), {}, r.stdout + r.stderr)
 
 
-class TestMultiappendRefused(util.DovecotTestCase):
+QUOTA_CONF = ('mail_plugins = $mail_plugins quota\n'
+              'plugin {\n  quota = maildir:User quota\n'
+              '  quota_rule = *:storage=1G\n'
+              '  quota_max_mail_size = 200k\n}\n')
+
+
+class RefusedMixin:
     """Dovecot refuses a message over quota_max_mail_size (NO [LIMIT]); in a
-    MULTIAPPEND that refuses the whole command."""
-    dovecot_args = {'users': {'q1': 'pw-q1'},
-                    'extra_conf': 'mail_plugins = $mail_plugins quota\n'
-                                  'plugin {\n  quota = maildir:User quota\n'
-                                  '  quota_rule = *:storage=1G\n'
-                                  '  quota_max_mail_size = 200k\n}\n'}
+    MULTIAPPEND that refuses the whole command.  The other messages are
+    uploaded and recorded, the refused one is named and the run exits
+    non-zero, and the folder still carries on: flag changes and deletions
+    made on the server arrive although the refusal repeats every run."""
+    user = None
+    multi = True
 
     def test_one_refused_others_uploaded(self):
-        user = 'q1'
+        user = self.user
         root, conf = prepare(self, user, folders=('INBOX',))
         add_local(root, {'INBOX': 60}, seed=21)
         from util import corpus
@@ -203,7 +209,8 @@ class TestMultiappendRefused(util.DovecotTestCase):
         self.assertNotEqual(r.rc, 0, out[-3000:])
         self.assertIn(bad, out)
         self.assertRegex(out, r'refused local message .*%s' % re.escape(bad))
-        self.assertGreater(append_stats(out)[2], 0, 'no MULTIAPPEND tried')
+        self.assertRegex(out, r'the server refused 1 local message: .*%s' % re.escape(bad))
+        self.assertEqual(append_stats(out)[2] > 0, self.multi, 'MULTIAPPEND use')
         srv = server_summary(self.dv, user, 'INBOX')
         self.assertEqual(len(srv), 60)
         for p in local_files(root, 'INBOX'):
@@ -211,17 +218,41 @@ class TestMultiappendRefused(util.DovecotTestCase):
                 self.assertNotIn(',U=', os.path.basename(p))
             else:
                 self.assertRegex(os.path.basename(p), r',U=\d+', p)
-        # Again: the same refusal, nothing twice, the others untouched.
+        # Changes on the server meanwhile: one message answered, one deleted.
+        with self.dv.session(user) as s:
+            uids = s.uids('INBOX')
+            s.set_flags('INBOX', [uids[0]], ['\\Answered'])
+            s.delete('INBOX', [uids[1]])
+        # Again: the same refusal, nothing twice, and the changes arrive.
         r = sync(conf)
         out = r.stdout + r.stderr
         self.assertNotEqual(r.rc, 0, out[-3000:])
         self.assertIn(bad, out)
-        self.assertEqual(server_summary(self.dv, user, 'INBOX'), srv)
+        self.assertEqual(len(server_summary(self.dv, user, 'INBOX')), 59)
+        names = [os.path.basename(p) for p in local_files(root, 'INBOX')]
+        self.assertEqual(len(names), 60, names)  # 59 synced + the refused one
+        first = [n for n in names if re.search(r',U=%d[,:]' % uids[0], n)]
+        self.assertEqual(len(first), 1, names)
+        self.assertIn('R', first[0].rsplit(':2,', 1)[1], first)
+        self.assertFalse([n for n in names if re.search(r',U=%d[,:]' % uids[1], n)], names)
         # Without it, everything is in place.
         os.unlink([p for p in local_files(root, 'INBOX') if bad in p][0])
         r = sync(conf)
         self.assertEqual(r.rc, 0, r.stdout + r.stderr)
         assert_same(self, self.dv, user, root, folders=('INBOX',))
+
+
+class TestMultiappendRefused(RefusedMixin, util.DovecotTestCase):
+    dovecot_args = {'users': {'q1': 'pw-q1'}, 'extra_conf': QUOTA_CONF}
+    user = 'q1'
+
+
+class TestSingleAppendRefused(RefusedMixin, util.DovecotTestCase):
+    """The same with one APPEND per message (no MULTIAPPEND offered)."""
+    dovecot_args = {'users': {'q2': 'pw-q2'},
+                    'extra_conf': QUOTA_CONF + caps_without('MULTIAPPEND')}
+    user = 'q2'
+    multi = False
 
 
 class TestWithoutMultiappend(util.DovecotTestCase):
