@@ -65,4 +65,8 @@ if build/oimap -c "$demo/oimaprc" -o -u basic; then
     done
     echo "== Run it again: nothing to do"
     build/oimap -c "$demo/oimaprc" -o -u basic
+else
+    status=$?
+    echo "== oimap failed (exit $status): see its messages above" >&2
+    exit $status
 fi

@@ -4,9 +4,10 @@
 set -eu
 
 build_pkgs="gcc meson ninja-build pkg-config libuv1-dev libmbedtls-dev liblmdb-dev libinih-dev libsqlite3-dev zlib1g-dev scdoc"
-test_pkgs="dovecot-imapd dovecot-core openssl python3 lmdb-utils procps clang-format offlineimap3 clang-tidy cppcheck"
+# time: /usr/bin/time measures peak RSS in the hostile and imap_imap suites
+test_pkgs="dovecot-imapd dovecot-core openssl python3 lmdb-utils procps time clang-format offlineimap3 clang-tidy cppcheck"
 fuzz_pkgs="clang libclang-rt-14-dev"
-bench_pkgs="isync offlineimap3 time"
+bench_pkgs="isync"
 
 case "${1:-test}" in
     build) want="$build_pkgs" ;;
