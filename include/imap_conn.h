@@ -194,6 +194,10 @@ struct imap_result {
     size_t n_uids;
 };
 
+/* The highest of res->uids (a UID SEARCH's answer), or 0 when none: the
+ * copy just appended, when a marker search finds more than one. */
+uint32_t imap_result_highest_uid(const struct imap_result *res);
+
 /* status: 0, OIMAP_ENO, OIMAP_EBAD or the connection's error. */
 typedef void (*imap_done_cb)(struct imap_conn *c, int status, const struct imap_result *res,
                              void *arg);

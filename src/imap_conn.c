@@ -620,12 +620,9 @@ static int submit(struct imap_conn *c, struct builder *b, struct cmd *cmd)
     }
     cmd->buf = b->b;
     cmd->n_parts = b->n;
-    if (b->parts == b->small) {
-        cmd->parts = cmd->small;
-        memcpy(cmd->small, b->small, b->n * sizeof *b->small);
-    } else {
-        cmd->parts = b->parts; /* the command owns it now */
-    }
+    /* A MULTIAPPEND's heap array becomes the command's; small ones are
+     * copied into the command by the loop. */
+    cmd->parts = b->parts == b->small ? cmd->small : b->parts;
     for (unsigned i = 0; i < b->n; i++) {
         cmd->parts[i] = b->parts[i];
         if (!cmd->parts[i].ext && cmd->parts[i].kind != PART_SRC)
@@ -2242,6 +2239,15 @@ const char *imap_conn_peer(const struct imap_conn *c)
 const char *imap_conn_tls_info(const struct imap_conn *c)
 {
     return c && c->s && net_is_tls(c->s) ? net_tls_info(c->s) : NULL;
+}
+
+uint32_t imap_result_highest_uid(const struct imap_result *res)
+{
+    uint32_t uid = 0;
+    for (size_t i = 0; i < res->n_uids; i++)
+        if (res->uids[i] > uid)
+            uid = res->uids[i];
+    return uid;
 }
 
 bool imap_conn_compressed(const struct imap_conn *c)

@@ -660,8 +660,7 @@ struct sync_upload {
     uint64_t intent_id;
     uint32_t uid;
     bool appended;
-    bool retried; /* sent alone after a refused MULTIAPPEND */
-    bool refused; /* ... and refused again: not recorded, intent kept */
+    bool refused; /* its APPEND was refused: not recorded, intent kept */
     bool rs_due;  /* in a refused MULTIAPPEND: its marker is to be searched */
     /* streaming */
     struct repo_maildir_reader *r;
@@ -818,6 +817,18 @@ static void on_ul_chunk(struct repo_maildir_reader *r, int st, const void *data,
     imap_conn_append_ready(u->c->job.conn);
 }
 
+/* The literal of u is sent (or will never be): free its reader and buffer. */
+static void ul_release(struct sync_upload *u)
+{
+    if (u->r) {
+        repo_maildir_reader_close(u->r);
+        u->r = NULL;
+    }
+    free(u->buf);
+    u->buf = NULL;
+    u->bcap = u->blen = u->boff = 0;
+}
+
 /* imap_conn pulls the literal: the marker header, then the file. */
 static ssize_t ul_read(void *arg, char *buf, size_t cap)
 {
@@ -841,13 +852,7 @@ static ssize_t ul_read(void *arg, char *buf, size_t cap)
             /* The whole file is on its way: release the reader (and its
              * chunk buffer) now, not at the tagged OK, which may come
              * after many more pipelined APPENDs. */
-            if (u->r) {
-                repo_maildir_reader_close(u->r);
-                u->r = NULL;
-            }
-            free(u->buf);
-            u->buf = NULL;
-            u->bcap = u->blen = u->boff = 0;
+            ul_release(u);
             u->r_eof = true;
         }
         return (ssize_t)n;
@@ -884,18 +889,6 @@ static void ul_appended_one(struct sync_ctx *c, struct sync_upload *u, uint32_t 
     if (sync_is_machine())
         sync_event(c, "copyingmessage", "%s\n%s\n%s\n%s", c->nl->v[u->near_idx].name, c->local_repo,
                    c->job.local_name, c->remote_repo);
-}
-
-/* The literal of u is sent (or will never be): free its reader and buffer. */
-static void ul_release(struct sync_upload *u)
-{
-    if (u->r) {
-        repo_maildir_reader_close(u->r);
-        u->r = NULL;
-    }
-    free(u->buf);
-    u->buf = NULL;
-    u->bcap = u->blen = u->boff = 0;
 }
 
 static void on_appended(struct imap_conn *conn, int st, const struct imap_result *res, void *arg)
@@ -1017,10 +1010,7 @@ static void on_refused_search(struct imap_conn *conn, int st, const struct imap_
     if (st < 0) {
         sync_fail_imap(c, st, res, "UID SEARCH for a local message of a refused APPEND failed");
     } else if (c->rc == 0) {
-        uint32_t uid = 0;
-        for (size_t i = 0; i < res->n_uids; i++)
-            if (res->uids[i] > uid)
-                uid = res->uids[i];
+        uint32_t uid = imap_result_highest_uid(res);
         if (uid) {
             log_warn("%s: folder %s: local message %s was stored although its APPEND was "
                      "refused; it is not sent again",
@@ -1028,7 +1018,6 @@ static void on_refused_search(struct imap_conn *conn, int st, const struct imap_
             ul_appended_one(c, u, uid, 0);
         } else {
             ul_rewind(c, u);
-            u->retried = true;
             ul_append_one(c, u);
         }
         ul_refused_search_next(c);
@@ -1135,9 +1124,9 @@ static void on_ul_search(struct imap_conn *conn, int st, const struct imap_resul
     if (st < 0) {
         sync_fail_imap(c, st, res, "UID SEARCH for an uploaded message failed");
     } else {
-        for (size_t i = 0; i < res->n_uids; i++)
-            if (res->uids[i] > u->uid)
-                u->uid = res->uids[i];
+        uint32_t uid = imap_result_highest_uid(res);
+        if (uid > u->uid)
+            u->uid = uid;
         if (!u->uid)
             sync_fail(c, OIMAP_EPROTO,
                       "the server accepted local message %s but it cannot be found by its %s "

@@ -155,9 +155,9 @@ static void on_copy_search(struct imap_conn *c, int st, const struct imap_result
     if (st < 0) {
         simap_fail_cmd(&s->side[s->cdst], st, res, "UID SEARCH for a copied message failed");
     } else {
-        for (size_t i = 0; i < res->n_uids; i++)
-            if (res->uids[i] > cp->dst_uid)
-                cp->dst_uid = res->uids[i]; /* the newest: the one just appended */
+        uint32_t uid = imap_result_highest_uid(res); /* the newest: the one just appended */
+        if (uid > cp->dst_uid)
+            cp->dst_uid = uid;
         if (!cp->dst_uid)
             simap_fail(
                 s, OIMAP_EPROTO,
